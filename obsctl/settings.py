@@ -1,0 +1,82 @@
+"""Settings resolved once per invocation: flags first, then ``OBSCTL_*`` variables, then defaults.
+
+Nothing else in obsctl reads ``os.environ``; commands build a ``Settings`` and pass it down.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from obsctl.errors import UsageError
+
+DEFAULT_LOG_DIR = "var/log"
+DEFAULT_TIMEOUT = 10.0
+DEFAULT_LOKI_SELECTOR = '{service=~".+"}'
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    loki_url: str | None = None
+    prom_url: str | None = None
+    timeout: float = DEFAULT_TIMEOUT
+    token: str | None = None
+    username: str | None = None
+    password: str | None = None
+    tenant: str | None = None
+    ca_bundle: str | None = None
+    verify: bool = True
+    loki_selector: str = DEFAULT_LOKI_SELECTOR
+    log_dir: str = DEFAULT_LOG_DIR
+
+
+def _pick(flag: str | None, env: Mapping[str, str], name: str) -> str | None:
+    if flag is not None and flag != "":
+        return flag
+    value = env.get(name)
+    return value if value else None
+
+
+def resolve(
+    *,
+    loki_url: str | None = None,
+    prom_url: str | None = None,
+    timeout: float | None = None,
+    token: str | None = None,
+    username: str | None = None,
+    password: str | None = None,
+    tenant: str | None = None,
+    ca_bundle: str | None = None,
+    insecure: bool | None = None,
+    loki_selector: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Settings:
+    """Build the settings of one invocation; ``env`` defaults to the process environment."""
+    env = os.environ if env is None else env
+    raw_timeout = str(timeout) if timeout is not None else env.get("OBSCTL_TIMEOUT")
+    resolved_timeout = DEFAULT_TIMEOUT
+    if raw_timeout:
+        try:
+            resolved_timeout = float(raw_timeout)
+        except ValueError:
+            raise UsageError(
+                f"invalid timeout {raw_timeout!r}", hint="give seconds, for example --timeout 5"
+            ) from None
+        if not resolved_timeout > 0:
+            raise UsageError(f"invalid timeout {raw_timeout!r}", hint="the timeout must be > 0")
+    raw_insecure = env.get("OBSCTL_INSECURE", "")
+    verify = not (insecure if insecure is not None else raw_insecure.lower() in {"1", "true", "yes"})
+    return Settings(
+        loki_url=_pick(loki_url, env, "OBSCTL_LOKI_URL"),
+        prom_url=_pick(prom_url, env, "OBSCTL_PROMETHEUS_URL"),
+        timeout=resolved_timeout,
+        token=_pick(token, env, "OBSCTL_TOKEN"),
+        username=_pick(username, env, "OBSCTL_USERNAME"),
+        password=_pick(password, env, "OBSCTL_PASSWORD"),
+        tenant=_pick(tenant, env, "OBSCTL_TENANT"),
+        ca_bundle=_pick(ca_bundle, env, "OBSCTL_CA_BUNDLE"),
+        verify=verify,
+        loki_selector=_pick(loki_selector, env, "OBSCTL_LOKI_SELECTOR") or DEFAULT_LOKI_SELECTOR,
+        log_dir=env.get("OBSCTL_LOG_DIR") or DEFAULT_LOG_DIR,
+    )
