@@ -1,0 +1,295 @@
+"""Parse one log line (bytes) into a :class:`Record` with schema v1 keys. Pure: no I/O.
+
+Two input shapes are accepted and normalised to the same record:
+
+* **schema v1** (contract 1, what foundation writes): one flat JSON object per line,
+  ``{"ts":"2026-11-26T02:11:52.123456Z","level":"ERROR","correlation_id":"…",…}``;
+* **Loguru's native** ``serialize=True`` shape: ``{"text": "...", "record": {...}}``; its
+  ``record.time``, ``record.level.name``, ``record.extra`` … are mapped onto schema v1 keys
+  (``ts`` in UTC with microseconds, ``logger`` = ``record.name``, extras flattened, the
+  ``correlation_id`` taken from ``extra.correlation_id`` or ``extra.request_id``).
+
+Use :func:`parse_line` when you only want records, :func:`parse_line_checked` when you also
+want to know why a line was refused (to count damaged input for the user).
+
+Policy for bare ``NaN``/``Infinity`` tokens (Loguru writes them for float extras): they are
+accepted as floats; such a record has ``strict=False`` and ``--json`` re-serialises it with
+orjson (which writes ``null``), so JSON output always stays strict JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+__all__ = [
+    "MAX_LINE_BYTES",
+    "SCHEMA_KEYS",
+    "Record",
+    "parse_line",
+    "parse_line_checked",
+    "ts_to_epoch",
+]
+
+#: Lines longer than this are skipped and reported ("oversized"): memory stays bounded.
+MAX_LINE_BYTES = 1 << 20
+
+#: Schema v1 keys in the order the writer emits them (contract 1).
+SCHEMA_KEYS: tuple[str, ...] = (
+    "ts",
+    "level",
+    "correlation_id",
+    "message",
+    "service",
+    "logger",
+    "function",
+    "line",
+    "internal_code",
+    "http_code",
+    "exception",
+    "method",
+    "path",
+    "route",
+    "status",
+    "duration_ms",
+)
+
+# Reasons a line is refused, as counted in the one-line stderr summary.
+CORRUPT = "corrupt"
+NON_UTF8 = "non-UTF-8"
+NOT_RECORD = "not a log record"
+NUL = "NUL-filled"
+
+_NONSTANDARD_TOKENS = (b"NaN", b"Infinity")
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One log record with schema v1 keys.
+
+    ``data`` holds the keys in schema order (extras after them); ``raw`` is the line as read
+    (without its ``\\n``); ``strict`` is False when ``raw`` is not what ``--json`` should print
+    verbatim (native Loguru shape, or NaN/Infinity tokens): then :meth:`json_bytes` re-encodes.
+    ``source``/``offset`` say where the line came from (file name and byte offset), when known.
+    """
+
+    data: dict[str, Any]
+    raw: bytes = b""
+    strict: bool = True
+    source: str = ""
+    offset: int = 0
+    seq: int = field(default=0, compare=False)
+
+    @property
+    def ts(self) -> str:
+        value = self.data.get("ts")
+        return value if isinstance(value, str) else ""
+
+    @property
+    def level(self) -> str:
+        value = self.data.get("level")
+        return value.upper() if isinstance(value, str) else ""
+
+    @property
+    def correlation_id(self) -> str | None:
+        value = self.data.get("correlation_id")
+        return value if isinstance(value, str) and value else None
+
+    @property
+    def message(self) -> str:
+        value = self.data.get("message")
+        return value if isinstance(value, str) else ("" if value is None else str(value))
+
+    @property
+    def logger(self) -> str:
+        value = self.data.get("logger")
+        return value if isinstance(value, str) else ""
+
+    @property
+    def internal_code(self) -> int | None:
+        return _as_int(self.data.get("internal_code"))
+
+    @property
+    def http_code(self) -> int | None:
+        return _as_int(self.data.get("http_code"))
+
+    @property
+    def status(self) -> int | None:
+        return _as_int(self.data.get("status"))
+
+    @property
+    def exception(self) -> dict[str, Any] | None:
+        value = self.data.get("exception")
+        return value if isinstance(value, dict) else None
+
+    @property
+    def epoch(self) -> float | None:
+        """Seconds since the epoch of ``ts`` (None when absent or unparseable)."""
+        return ts_to_epoch(self.ts)
+
+    def json_bytes(self) -> bytes:
+        """The record as one line of strict JSON (no newline): the raw line when it already is."""
+        if self.strict and self.raw:
+            return self.raw
+        return orjson.dumps(self.data, default=str)
+
+
+def _as_int(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def ts_to_epoch(ts: str) -> float | None:
+    """Parse an RFC 3339 time (``Z`` or offset; naive means UTC) into epoch seconds."""
+    if not ts:
+        return None
+    try:
+        moment = datetime.fromisoformat(ts)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def _utc_ts(moment: datetime) -> str:
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _ordered(values: dict[str, Any]) -> dict[str, Any]:
+    """Schema keys first in contract order, then the rest as they came (empty values dropped)."""
+    out: dict[str, Any] = {}
+    for key in SCHEMA_KEYS:
+        value = values.get(key)
+        if value is not None and value != "":
+            out[key] = value
+    for key, value in values.items():
+        if key not in out and key not in SCHEMA_KEYS:
+            out[key] = value
+    return out
+
+
+def _native_ts(time_field: object) -> str:
+    if isinstance(time_field, dict):
+        repr_value = time_field.get("repr")
+        if isinstance(repr_value, str):
+            try:
+                return _utc_ts(datetime.fromisoformat(repr_value))
+            except ValueError:
+                pass
+        stamp = time_field.get("timestamp")
+        if isinstance(stamp, int | float) and not isinstance(stamp, bool):
+            return _utc_ts(datetime.fromtimestamp(float(stamp), tz=UTC))
+    return ""
+
+
+def _native_traceback(text: object) -> str | None:
+    if not isinstance(text, str):
+        return None
+    start = text.find("Traceback (most recent call last)")
+    if start < 0:
+        return None
+    return text[start:].rstrip("\n")
+
+
+def _from_native(doc: dict[str, Any]) -> dict[str, Any]:
+    """Map Loguru's ``{"text", "record"}`` shape onto schema v1 keys."""
+    record = doc["record"]
+    extra = record.get("extra")
+    extra = extra if isinstance(extra, dict) else {}
+    level = record.get("level")
+    exception = record.get("exception")
+    values: dict[str, Any] = {
+        "ts": _native_ts(record.get("time")),
+        "level": level.get("name") if isinstance(level, dict) else level,
+        "correlation_id": extra.get("correlation_id") or extra.get("request_id"),
+        "message": record.get("message"),
+        "service": extra.get("service"),
+        "logger": record.get("name"),
+        "function": record.get("function"),
+        "line": record.get("line"),
+    }
+    if isinstance(exception, dict) and (exception.get("type") or exception.get("value")):
+        values["exception"] = {
+            "type": exception.get("type"),
+            "value": exception.get("value"),
+            "traceback": _native_traceback(doc.get("text")),
+        }
+    for key, value in extra.items():
+        fills_gap = key in SCHEMA_KEYS and values.get(key) in (None, "")
+        if (key not in values and key != "request_id") or fills_gap:
+            values[key] = value
+    return _ordered(values)
+
+
+def _load(line: bytes) -> tuple[object, bool] | str:
+    """JSON-decode one line: (value, strict) or the reason it is refused."""
+    try:
+        return orjson.loads(line), True
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        return NON_UTF8
+    if any(token in line for token in _NONSTANDARD_TOKENS):
+        try:
+            return json.loads(text), False
+        except ValueError:
+            return CORRUPT
+    return CORRUPT
+
+
+def parse_line_checked(raw: bytes) -> tuple[Record | None, str | None]:
+    """Parse one line; return ``(record, None)``, ``(None, reason)`` or ``(None, None)`` for blank.
+
+    ``raw`` may end with ``\\n``/``\\r\\n``. A leading run of NUL bytes (a zero-filled tail after a
+    crash, then new writes) is dropped and the rest parsed; a line of only NULs is refused.
+    Reasons: ``"corrupt"``, ``"non-UTF-8"``, ``"not a log record"``, ``"NUL-filled"``,
+    ``"oversized"`` (more than :data:`MAX_LINE_BYTES`).
+    """
+    line = raw.rstrip(b"\r\n")
+    if line[:1] == b"\x00":
+        line = line.lstrip(b"\x00")
+        if not line.strip():
+            return None, NUL
+    if not line.strip():
+        return None, None
+    if len(line) > MAX_LINE_BYTES:
+        return None, "oversized"
+    loaded = _load(line)
+    if isinstance(loaded, str):
+        return None, loaded
+    doc, strict = loaded
+    if not isinstance(doc, dict):
+        return None, NOT_RECORD
+    if "record" in doc and "text" in doc and isinstance(doc["record"], dict):
+        return Record(_from_native(doc), raw=line, strict=False), None
+    ordered = doc
+    level = doc.get("level")
+    if isinstance(level, str) and not level.isupper():
+        ordered = dict(doc)
+        ordered["level"] = level.upper()
+    return Record(ordered, raw=line, strict=strict), None
+
+
+def parse_line(raw: bytes) -> Record | None:
+    """Parse one log line (schema v1 or Loguru's native shape) into a :class:`Record`.
+
+    Returns None for blank, damaged or non-record lines; never raises on any input bytes.
+    """
+    record, _reason = parse_line_checked(raw)
+    return record
