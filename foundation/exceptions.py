@@ -1,0 +1,180 @@
+"""The typed exception hierarchy of foundation.
+
+    AppException                500  10500  base of everything foundation turns into a response
+    ├── ApiException            400  10400  the request cannot be served as asked (domain errors)
+    │   ├── InvalidRequest      422  10422  body/query/path failed validation
+    │   ├── RouteNotFound       404  10404  no route matches the path
+    │   └── MethodNotAllowed    405  10405  the route exists, the method does not
+    └── DbException             500  20000  the database failed in a way we do not classify
+        ├── RecordNotFound      404  21101  the row asked for does not exist
+        ├── DuplicateRecord     409  21102  a unique constraint refused the write
+        ├── ReferenceViolation  409  21103  a foreign key refused the write
+        ├── ConstraintViolation 422  21104  a NOT NULL or CHECK constraint refused the write
+        ├── DbBusy              503  21201  deadlock or serialization failure, retries exhausted
+        └── DbUnavailable       503  21202  connection lost, pool or statement timeout
+
+Subclasses only override class attributes. ``external_message`` is sent to clients;
+``internal_message`` (class default, or per instance) and ``context`` are logged, never sent.
+Every one is logged at ERROR (so ``obsctl errors top`` ranks it) unless ``log_level`` says
+otherwise; route misses (404/405) log at WARNING.
+Every class that sets its own ``internal_code`` is registered; a second class claiming a code
+that is already taken fails at import time with ``DuplicateInternalCode``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+_REGISTRY: dict[int, type[AppException]] = {}
+
+
+class DuplicateInternalCode(TypeError):
+    """Two exception classes claim the same ``internal_code``."""
+
+
+class AppException(Exception):
+    """Base class: an error with a safe public face and a detailed private one."""
+
+    http_code: ClassVar[int] = 500
+    external_message: ClassVar[str] = "Internal server error."
+    internal_code: ClassVar[int] = 10500
+    internal_message: str = "Unexpected application error."
+    log_level: ClassVar[str] = "ERROR"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "internal_code" in cls.__dict__:
+            _register(cls)
+
+    def __init__(self, internal_message: str | None = None, **context: Any) -> None:
+        if internal_message is not None:
+            self.internal_message = internal_message
+        self.context: dict[str, Any] = context
+        super().__init__(self.internal_message)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.internal_message!r})"
+
+
+def _register(cls: type[AppException]) -> None:
+    code = cls.internal_code
+    other = _REGISTRY.get(code)
+    if other is not None and _qualified(other) != _qualified(cls):
+        raise DuplicateInternalCode(
+            f"internal_code {code} of {_qualified(cls)} is already used by {_qualified(other)}; "
+            "every exception class needs its own code"
+        )
+    _REGISTRY[code] = cls
+
+
+def _qualified(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def registered_exceptions() -> list[type[AppException]]:
+    """Every exception class with its own ``internal_code``, sorted by code."""
+    return [_REGISTRY[code] for code in sorted(_REGISTRY)]
+
+
+_register(AppException)
+
+
+class ApiException(AppException):
+    """The request cannot be served as asked; the client can usually fix it."""
+
+    http_code = 400
+    external_message = "The request could not be processed."
+    internal_code = 10400
+    internal_message = "Request rejected."
+
+
+class InvalidRequest(ApiException):
+    """The body, query or path parameters failed validation."""
+
+    http_code = 422
+    external_message = "The request is invalid."
+    internal_code = 10422
+    internal_message = "Request validation failed."
+
+
+class RouteNotFound(ApiException):
+    """No route matches the requested path."""
+
+    http_code = 404
+    external_message = "Not found."
+    internal_code = 10404
+    internal_message = "No route matches the path."
+    log_level = "WARNING"  # scanners hit unknown paths all day: not an error of ours
+
+
+class MethodNotAllowed(ApiException):
+    """The path exists but does not accept this HTTP method."""
+
+    http_code = 405
+    external_message = "Method not allowed."
+    internal_code = 10405
+    internal_message = "The route does not accept this method."
+    log_level = "WARNING"
+
+
+class DbException(AppException):
+    """A database error that no more specific class describes."""
+
+    http_code = 500
+    external_message = "A database error occurred."
+    internal_code = 20000
+    internal_message = "Database error."
+
+
+class RecordNotFound(DbException):
+    """The row that was asked for does not exist."""
+
+    http_code = 404
+    external_message = "Record not found."
+    internal_code = 21101
+    internal_message = "No row matched the query."
+
+
+class DuplicateRecord(DbException):
+    """A unique constraint refused the write."""
+
+    http_code = 409
+    external_message = "A record with these values already exists."
+    internal_code = 21102
+    internal_message = "Unique constraint violated."
+
+
+class ReferenceViolation(DbException):
+    """A foreign key refused the write (missing parent, or children still refer to it)."""
+
+    http_code = 409
+    external_message = "The record refers to, or is referred to by, another record."
+    internal_code = 21103
+    internal_message = "Foreign key constraint violated."
+
+
+class ConstraintViolation(DbException):
+    """A NOT NULL or CHECK constraint refused the write."""
+
+    http_code = 422
+    external_message = "The record does not satisfy the data rules."
+    internal_code = 21104
+    internal_message = "NOT NULL or CHECK constraint violated."
+
+
+class DbBusy(DbException):
+    """Deadlock or serialization failure that persisted through every retry."""
+
+    http_code = 503
+    external_message = "The service is busy, please retry."
+    internal_code = 21201
+    internal_message = "Transaction conflict persisted after retries."
+
+
+class DbUnavailable(DbException):
+    """The database could not be reached in time (connection lost, pool or statement timeout)."""
+
+    http_code = 503
+    external_message = "The service is temporarily unavailable, please retry."
+    internal_code = 21202
+    internal_message = "Database unavailable."
