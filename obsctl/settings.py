@@ -14,6 +14,7 @@ from obsctl.errors import UsageError
 DEFAULT_LOG_DIR = "var/log"
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_LOKI_SELECTOR = '{service=~".+"}'
+DEFAULT_MAX_RESPONSE_MB = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +30,7 @@ class Settings:
     verify: bool = True
     loki_selector: str = DEFAULT_LOKI_SELECTOR
     log_dir: str = DEFAULT_LOG_DIR
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_MB * 1024 * 1024
 
 
 def _pick(flag: str | None, env: Mapping[str, str], name: str) -> str | None:
@@ -65,8 +67,19 @@ def resolve(
             ) from None
         if not resolved_timeout > 0:
             raise UsageError(f"invalid timeout {raw_timeout!r}", hint="the timeout must be > 0")
+    raw_cap = env.get("OBSCTL_MAX_RESPONSE_MB") or str(DEFAULT_MAX_RESPONSE_MB)
+    try:
+        max_response_bytes = int(float(raw_cap) * 1024 * 1024)
+    except ValueError:
+        max_response_bytes = 0
+    if max_response_bytes <= 0:
+        raise UsageError(
+            f"invalid OBSCTL_MAX_RESPONSE_MB {raw_cap!r}", hint="give a size in MiB, for example 64"
+        )
     raw_insecure = env.get("OBSCTL_INSECURE", "")
-    verify = not (insecure if insecure is not None else raw_insecure.lower() in {"1", "true", "yes"})
+    verify = not (
+        insecure if insecure is not None else raw_insecure.lower() in {"1", "true", "yes"}
+    )
     return Settings(
         loki_url=_pick(loki_url, env, "OBSCTL_LOKI_URL"),
         prom_url=_pick(prom_url, env, "OBSCTL_PROMETHEUS_URL"),
@@ -79,4 +92,5 @@ def resolve(
         verify=verify,
         loki_selector=_pick(loki_selector, env, "OBSCTL_LOKI_SELECTOR") or DEFAULT_LOKI_SELECTOR,
         log_dir=env.get("OBSCTL_LOG_DIR") or DEFAULT_LOG_DIR,
+        max_response_bytes=max_response_bytes,
     )
