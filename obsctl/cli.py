@@ -11,6 +11,7 @@ import sys
 import typer
 
 from obsctl import __version__
+from obsctl.commands_backends import loki_app, prom_app
 from obsctl.errors import EXIT_USAGE, ObsctlError
 
 app = typer.Typer(
@@ -35,6 +36,10 @@ def _root(
     ),
 ) -> None:
     """obsctl: answers from your logs and metrics during an incident."""
+
+
+app.add_typer(prom_app, name="prom")
+app.add_typer(loki_app, name="loki")
 
 
 def main(argv: list[str] | None = None) -> int:
