@@ -1,0 +1,477 @@
+"""Reading log files: find them, open them by their magic bytes, cut them into whole lines.
+
+* :func:`expand_paths` turns files, directories and globs (or the default log directory) into
+  an ordered list of :class:`LogFile` (kind sniffed from the first bytes, not the name).
+* :func:`iter_blocks` yields buffers holding only *complete* lines, read in large pieces into
+  one reused buffer (memory stays bounded whatever the file or line size). Plain, gzip
+  (multi-member), bzip2, xz and zip are read; a damaged compressed stream keeps its readable
+  prefix and is reported.
+* :class:`Damage` counts what had to be skipped, per kind and file, and renders the single
+  stderr line the user sees ("skipped 3 corrupt lines, 1 incomplete final line in app.log").
+
+Nothing here parses JSON: :mod:`obsctl.parse` does, and only for the lines worth parsing.
+"""
+
+from __future__ import annotations
+
+import bz2
+import glob
+import lzma
+import os
+import zipfile
+import zlib
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import IO, Literal, Protocol
+
+from obsctl.errors import UsageError
+
+__all__ = [
+    "BLOCK_BYTES",
+    "Damage",
+    "LogFile",
+    "expand_paths",
+    "iter_blocks",
+    "iter_lines",
+    "sniff_kind",
+]
+
+Kind = Literal["plain", "gzip", "bzip2", "xz", "zip"]
+
+#: Size of the reused read buffer; a line that does not fit is skipped ("oversized").
+BLOCK_BYTES = 8 << 20
+
+_MAGIC: tuple[tuple[bytes, Kind], ...] = (
+    (b"\x1f\x8b", "gzip"),
+    (b"BZh", "bzip2"),
+    (b"\xfd7zXZ\x00", "xz"),
+    (b"PK\x03\x04", "zip"),
+    (b"PK\x05\x06", "zip"),
+)
+
+# Line-level kinds are counted per line; the others describe a whole file.
+_LINE_KINDS = (
+    "corrupt",
+    "non-UTF-8",
+    "not a log record",
+    "NUL-filled",
+    "oversized",
+    "incomplete final",
+)
+
+
+@dataclass
+class Damage:
+    """Counts of skipped or damaged input, by kind and file name (mergeable across processes)."""
+
+    lines: Counter[tuple[str, str]] = field(default_factory=Counter)
+    files: list[tuple[str, str]] = field(default_factory=list)
+
+    def line(self, kind: str, source: str, count: int = 1) -> None:
+        self.lines[(kind, source)] += count
+
+    def file(self, problem: str, source: str) -> None:
+        if (problem, source) not in self.files:
+            self.files.append((problem, source))
+
+    def merge(self, other: Damage) -> None:
+        self.lines.update(other.lines)
+        for item in other.files:
+            self.file(*item)
+
+    def __bool__(self) -> bool:
+        return bool(self.lines) or bool(self.files)
+
+    def summary(self) -> str | None:
+        """One line for stderr, or None when nothing was skipped."""
+        if not self:
+            return None
+        parts: list[str] = []
+        order = {kind: i for i, kind in enumerate(_LINE_KINDS)}
+        by_kind: dict[str, Counter[str]] = {}
+        for (kind, source), count in self.lines.items():
+            by_kind.setdefault(kind, Counter())[source] += count
+        for kind in sorted(by_kind, key=lambda k: (order.get(k, 99), k)):
+            sources = by_kind[kind]
+            total = sum(sources.values())
+            noun = "line" if total == 1 else "lines"
+            label = f"{kind} {noun}" if kind != "incomplete final" else f"incomplete final {noun}"
+            parts.append(f"{total} {label} in {_names(sources)}")
+        for problem, source in self.files:
+            parts.append(f"{os.path.basename(source)} ({problem})")
+        return "skipped " + ", ".join(parts)
+
+
+def _names(sources: Counter[str]) -> str:
+    names = [os.path.basename(s) for s in sources]
+    if len(names) > 3:
+        return ", ".join(names[:3]) + f" and {len(names) - 3} more"
+    return ", ".join(names)
+
+
+@dataclass(frozen=True, slots=True)
+class LogFile:
+    """A file to read: its path, sniffed kind and size in bytes (compressed size if compressed)."""
+
+    path: str
+    kind: Kind
+    size: int
+
+
+def sniff_kind(head: bytes) -> Kind:
+    """The compression of a file from its first bytes (names are not trusted)."""
+    for magic, kind in _MAGIC:
+        if head.startswith(magic):
+            return kind
+    return "plain"
+
+
+def _is_glob(text: str) -> bool:
+    return any(ch in text for ch in "*?[")
+
+
+def _dir_files(directory: str) -> list[str]:
+    names = []
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            if entry.name.startswith(".") or not entry.is_file():
+                continue
+            names.append(entry.path)
+    return sorted(names)
+
+
+def expand_paths(paths: Iterable[str], *, default_dir: str) -> list[LogFile]:
+    """Files to read, in a stable order, each once: explicit files, directory contents, globs.
+
+    With no paths the default log directory is used. A missing path is a usage error (exit 2)
+    naming it; a glob or directory that holds no file is one too.
+    """
+    wanted = list(paths)
+    defaulted = not wanted
+    if defaulted:
+        wanted = [default_dir]
+    found: list[str] = []
+    for item in wanted:
+        if os.path.isdir(item):
+            found.extend(_dir_files(item))
+        elif os.path.isfile(item):
+            found.append(item)
+        elif _is_glob(item):
+            matches = sorted(p for p in glob.glob(item) if os.path.isfile(p))
+            if not matches:
+                raise UsageError(f"no file matches {item!r}", hint="check the pattern")
+            found.extend(matches)
+        elif defaulted:
+            raise UsageError(
+                f"no log directory {item!r} here",
+                hint="give PATH, or set OBSCTL_LOG_DIR to the app's log directory",
+            )
+        else:
+            raise UsageError(f"no such file or directory: {item!r}", hint="check the path")
+    result: list[LogFile] = []
+    seen: set[str] = set()
+    for path in found:
+        real = os.path.realpath(path)
+        if real in seen:
+            continue
+        seen.add(real)
+        try:
+            with open(path, "rb") as handle:
+                head = handle.read(8)
+            size = os.path.getsize(path)
+        except OSError as exc:
+            raise UsageError(
+                f"cannot read {path!r}: {exc.strerror}", hint="check permissions"
+            ) from None
+        result.append(LogFile(path, sniff_kind(head), size))
+    if not result:
+        raise UsageError(f"no log files in {', '.join(wanted)}", hint="give PATH to the log files")
+    return result
+
+
+class _Readable(Protocol):
+    def readinto(self, buffer: memoryview, /) -> int: ...
+
+
+# zlib exposes its decompressor class only through an instance (typeshed: _Decompress).
+_ZLIB_DECOMPRESS = type(zlib.decompressobj())
+
+
+class _Decompressing:
+    """``readinto`` over a stream compressed with gzip (several members allowed), bzip2 or xz.
+
+    Damage is reported, not raised: a truncated stream ends after its readable prefix, a
+    corrupted one stops at the first bad byte; both leave a note in ``damage``.
+    """
+
+    def __init__(self, raw: IO[bytes], kind: Kind, source: str, damage: Damage) -> None:
+        self._raw = raw
+        self._kind = kind
+        self._source = source
+        self._damage = damage
+        self._decoder = self._new()
+        self._input = b""  # compressed bytes read but not yet given to the decoder
+        self._spill = b""  # decompressed bytes not yet handed out
+        self._done = False
+
+    def _new(self) -> zlib._Decompress | bz2.BZ2Decompressor | lzma.LZMADecompressor:
+        if self._kind == "gzip":
+            return zlib.decompressobj(wbits=31)
+        if self._kind == "bzip2":
+            return bz2.BZ2Decompressor()
+        return lzma.LZMADecompressor()
+
+    def readinto(self, buffer: memoryview) -> int:
+        want = len(buffer)
+        while not self._spill and not self._done:
+            self._spill = self._step(want)
+        out, self._spill = self._spill[:want], self._spill[want:]
+        buffer[: len(out)] = out
+        return len(out)
+
+    def _step(self, want: int) -> bytes:
+        decoder = self._decoder
+        if decoder.eof:
+            # Another member may follow (gzip allows several); zero padding ends the stream.
+            rest = decoder.unused_data + self._input or self._raw.read(1 << 16)
+            self._input = b""
+            while rest and not rest.strip(b"\x00"):
+                rest = self._raw.read(1 << 16)
+            if not rest:
+                self._done = True
+                return b""
+            self._decoder = self._new()
+            self._input = rest
+            return b""
+        if isinstance(decoder, _ZLIB_DECOMPRESS):
+            hungry = not self._input
+        else:
+            hungry = decoder.needs_input and not self._input
+        if hungry:
+            self._input = self._raw.read(1 << 16)
+            if not self._input:
+                self._damage.file("truncated compressed file, readable part used", self._source)
+                self._done = True
+                try:
+                    return decoder.flush() if isinstance(decoder, _ZLIB_DECOMPRESS) else b""
+                except zlib.error:
+                    return b""
+        if isinstance(decoder, _ZLIB_DECOMPRESS):
+            saved = decoder.copy()
+            try:
+                out = decoder.decompress(self._input, want)
+                self._input = decoder.unconsumed_tail
+            except zlib.error:
+                # Salvage the output that precedes the damage, byte by byte from the saved state.
+                out = self._salvage(saved, self._input)
+                self._corrupted()
+            return out
+        try:
+            out = decoder.decompress(self._input, want)
+            self._input = b""
+        except (OSError, EOFError, lzma.LZMAError, ValueError):
+            self._corrupted()
+            return b""
+        return out
+
+    def _corrupted(self) -> None:
+        self._damage.file("corrupted compressed file, readable part used", self._source)
+        self._done = True
+
+    @staticmethod
+    def _salvage(decoder: zlib._Decompress, data: bytes) -> bytes:
+        pieces: list[bytes] = []
+        step = 256
+        for pos in range(0, len(data), step):
+            try:
+                pieces.append(decoder.decompress(data[pos : pos + step]))
+            except zlib.error:
+                break
+        return b"".join(pieces)
+
+
+class _ZipMembers:
+    """``readinto`` over every member of a zip archive, one after the other, with a ``\\n``
+    between members so that a member without a final newline does not glue onto the next."""
+
+    def __init__(self, path: str, source: str, damage: Damage) -> None:
+        self._source = source
+        self._damage = damage
+        self._archive: zipfile.ZipFile | None = None
+        self._members: list[zipfile.ZipInfo] = []
+        self._current: IO[bytes] | None = None
+        try:
+            self._archive = zipfile.ZipFile(path)
+            self._members = [m for m in self._archive.infolist() if not m.is_dir()]
+        except (zipfile.BadZipFile, OSError, EOFError):
+            damage.file("unreadable zip archive", source)
+
+    def close(self) -> None:
+        if self._current is not None:
+            self._current.close()
+        if self._archive is not None:
+            self._archive.close()
+
+    def readinto(self, buffer: memoryview) -> int:
+        while self._archive is not None:
+            if self._current is None:
+                if not self._members:
+                    return 0
+                member = self._members.pop(0)
+                try:
+                    self._current = self._archive.open(member)
+                except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, RuntimeError):
+                    self._damage.file(f"unreadable member {member.filename}", self._source)
+                    continue
+            try:
+                data = self._current.read(len(buffer))
+            except (zipfile.BadZipFile, zlib.error, OSError, EOFError):
+                self._damage.file("corrupted zip member, readable part used", self._source)
+                data = b""
+            if data:
+                buffer[: len(data)] = data
+                return len(data)
+            self._current.close()
+            self._current = None
+            buffer[:1] = b"\n"
+            return 1
+        return 0
+
+
+class _Range:
+    """``readinto`` limited to ``[start, end)`` of a plain file."""
+
+    def __init__(self, raw: IO[bytes], start: int, end: int | None) -> None:
+        raw.seek(start)
+        self._raw = raw
+        self._left = end - start if end is not None else None
+
+    def readinto(self, buffer: memoryview) -> int:
+        if self._left is not None:
+            if self._left <= 0:
+                return 0
+            if len(buffer) > self._left:
+                buffer = buffer[: self._left]
+        count = self._raw.readinto(buffer) or 0  # type: ignore[attr-defined]
+        if self._left is not None:
+            self._left -= count
+        return count
+
+
+#: One buffer of complete lines: ``buf[start:end]`` are whole lines (each ending in ``\n``),
+#: and ``base`` is the stream offset of ``buf[0]``.
+Block = tuple[bytearray, int, int, int]
+
+
+def _frame(
+    reader: _Readable, source: str, damage: Damage, *, block_bytes: int, at_eof: bool
+) -> Iterator[Block]:
+    buf = bytearray(block_bytes)
+    view = memoryview(buf)
+    keep = 0  # bytes of an unfinished line carried at the start of buf
+    base = 0
+    skipping = False  # inside a line longer than the buffer
+    try:
+        while True:
+            count = reader.readinto(view[keep:])
+            if count <= 0:
+                if keep and not skipping and buf[:keep].strip(b"\x00 \t\r\n") and at_eof:
+                    damage.line("incomplete final", source)
+                elif skipping and at_eof:
+                    damage.line("oversized", source)
+                return
+            filled = keep + count
+            start = 0
+            if skipping:
+                newline = buf.find(b"\n", 0, filled)
+                if newline < 0:
+                    base += filled
+                    keep = 0
+                    continue
+                damage.line("oversized", source)
+                skipping = False
+                start = newline + 1
+            cut = buf.rfind(b"\n", start, filled)
+            if cut < 0:
+                if filled - start >= block_bytes:
+                    skipping = True
+                    base += filled
+                    keep = 0
+                else:
+                    buf[: filled - start] = buf[start:filled]
+                    base += start
+                    keep = filled - start
+                continue
+            yield buf, start, cut + 1, base
+            rest = filled - (cut + 1)
+            buf[:rest] = buf[cut + 1 : filled]
+            base += cut + 1
+            keep = rest
+    finally:
+        view.release()
+
+
+def iter_blocks(
+    log: LogFile,
+    damage: Damage,
+    *,
+    start: int = 0,
+    end: int | None = None,
+    block_bytes: int = BLOCK_BYTES,
+) -> Iterator[Block]:
+    """Yield ``(buf, lo, hi, base)``: ``buf[lo:hi]`` holds whole lines of ``log``.
+
+    ``buf`` is reused between iterations: copy what you keep. ``start``/``end`` restrict a plain
+    file to a byte range (``start`` must be a line start); compressed files are read whole.
+    A final line without ``\\n`` is reported as incomplete and not yielded (a writer may be in
+    the middle of it); a line longer than ``block_bytes`` is reported as oversized.
+    """
+    source = log.path
+    try:
+        raw = open(log.path, "rb")  # noqa: SIM115 - closed in finally, after the generator ends
+    except OSError as exc:
+        damage.file(f"unreadable: {exc.strerror}", source)
+        return
+    zip_reader: _ZipMembers | None = None
+    try:
+        reader: _Readable
+        at_eof = True
+        if log.kind == "plain":
+            reader = _Range(raw, start, end)
+            at_eof = end is None or end >= log.size
+        elif log.kind == "zip":
+            zip_reader = _ZipMembers(log.path, source, damage)
+            reader = zip_reader
+        else:
+            reader = _Decompressing(raw, log.kind, source, damage)
+        first = True
+        for block in _frame(reader, source, damage, block_bytes=block_bytes, at_eof=at_eof):
+            if first and start == 0:
+                first = False
+                buf, lo, hi, _ = block
+                head = buf[lo : min(hi, lo + 64)].lstrip(b"\x00 \t\r\n")
+                if head and not head.startswith(b"{"):
+                    damage.file("not a JSON log file", source)
+                    return
+            yield block
+    finally:
+        if zip_reader is not None:
+            zip_reader.close()
+        raw.close()
+
+
+def iter_lines(
+    log: LogFile, damage: Damage, *, keep: Callable[[bytes], bool] | None = None
+) -> Iterator[tuple[int, bytes]]:
+    """Every complete line of ``log`` as ``(offset, line_without_newline)``, optionally filtered."""
+    for buf, lo, hi, base in iter_blocks(log, damage):
+        chunk = bytes(buf[lo:hi])
+        pos = 0
+        size = len(chunk)
+        while pos < size:
+            newline = chunk.find(b"\n", pos)
+            line = chunk[pos:newline]
+            if keep is None or keep(line):
+                yield base + lo + pos, line
+            pos = newline + 1
