@@ -1,0 +1,620 @@
+"""Analysis: records in, answers out. Pure functions and value objects, no I/O, no printing.
+
+* Trace: :func:`resolve_id` (full ID or unambiguous prefix), :func:`build_trace` (summary of
+  one request + its timeline in time order) and :meth:`TraceSummary.plain_words` (the sentence
+  for support staff).
+* Errors: :class:`ErrorAccumulator` counts ERROR/CRITICAL records by ``internal_code``,
+  route, exception or status; accumulators from several processes :meth:`merge`; the
+  :meth:`~ErrorAccumulator.report` is an :class:`ErrorReport` that renderers and ``--json`` use.
+  Any other source (Loki) can build an :class:`ErrorReport` itself and reuse the rendering.
+* Time: :func:`parse_time_bound` reads ``15m``/``2h``/``7d`` or RFC 3339 into epoch seconds.
+* Tail: :class:`RecordFilter` decides which records ``tail`` shows.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http import HTTPStatus
+from typing import Any, Literal
+
+from obsctl.errors import UsageError
+from obsctl.parse import Record, ts_to_epoch
+
+__all__ = [
+    "ACCESS_MESSAGE",
+    "GROUP_FIELDS",
+    "ErrorAccumulator",
+    "ErrorGroup",
+    "ErrorReport",
+    "GroupBy",
+    "RecordFilter",
+    "Trace",
+    "TraceSummary",
+    "build_trace",
+    "epoch_to_ts",
+    "level_rank",
+    "normalise_id",
+    "parse_time_bound",
+    "resolve_id",
+]
+
+#: The message of the one access line per request (contract 1).
+ACCESS_MESSAGE = "request finished"
+
+MIN_PREFIX = 8
+
+GroupBy = Literal["internal_code", "route", "exception", "status"]
+#: ``--by`` value → the JSON field that carries the group's key.
+GROUP_FIELDS: dict[str, str] = {
+    "internal_code": "internal_code",
+    "route": "route",
+    "exception": "exception",
+    "status": "http_code",
+}
+
+_LEVELS = {
+    "TRACE": 5,
+    "DEBUG": 10,
+    "INFO": 20,
+    "SUCCESS": 25,
+    "WARNING": 30,
+    "WARN": 30,
+    "ERROR": 40,
+    "CRITICAL": 50,
+    "FATAL": 50,
+}
+
+# Keys shown in their own columns of a timeline; everything else is an "extra".
+BASE_KEYS = frozenset(
+    {
+        "ts",
+        "level",
+        "correlation_id",
+        "message",
+        "logger",
+        "function",
+        "line",
+        "exception",
+        "service",
+    }
+)
+
+
+def level_rank(level: str) -> int:
+    """Numeric severity of a Loguru level name (unknown names rank like INFO)."""
+    return _LEVELS.get(level.upper(), 20)
+
+
+def epoch_to_ts(epoch: float) -> str:
+    """Epoch seconds → RFC 3339 UTC with microseconds (the log's own format)."""
+    return datetime.fromtimestamp(epoch, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d|w)\s*$", re.IGNORECASE)
+_UNIT_SECONDS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_time_bound(text: str, *, now: float, flag: str) -> float:
+    """``15m``/``2h``/``7d`` (that long before ``now``) or an RFC 3339 time → epoch seconds."""
+    match = _DURATION.match(text)
+    if match:
+        return now - float(match.group(1)) * _UNIT_SECONDS[match.group(2).lower()]
+    epoch = ts_to_epoch(text.strip().replace(" ", "T", 1))
+    if epoch is None:
+        raise UsageError(
+            f"invalid {flag} {text!r}",
+            hint="give a duration like 15m, 2h, 7d or a time like 2026-11-26T02:00:00Z",
+        )
+    return epoch
+
+
+_HEX_UUID = re.compile(
+    r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$"
+)
+
+
+def normalise_id(text: str) -> str:
+    """What the user typed → what the logs contain: trimmed; a hex UUID in canonical 32 lower-case
+    hex (hyphens dropped), since foundation writes that form. Other IDs are left as typed."""
+    value = text.strip()
+    if _HEX_UUID.match(value):
+        return value.replace("-", "").lower()
+    if re.fullmatch(r"[0-9a-fA-F]+", value):
+        return value.lower()
+    return value
+
+
+def resolve_id(records: Iterable[Record], query: str) -> list[str]:
+    """The distinct correlation IDs among ``records`` equal to or starting with ``query``.
+
+    An exact match wins over longer IDs sharing the prefix. The caller decides what an empty
+    (nothing matched) or longer (ambiguous) list means.
+    """
+    found: set[str] = set()
+    for record in records:
+        cid = record.correlation_id
+        if cid is not None and cid.startswith(query):
+            found.add(cid)
+    if query in found:
+        return [query]
+    return sorted(found)
+
+
+def check_prefix(query: str) -> None:
+    """A prefix shorter than 8 characters matches too much to be useful: a usage error."""
+    if len(query) < MIN_PREFIX:
+        raise UsageError(
+            f"correlation ID {query!r} is too short",
+            hint=f"give the full ID or at least its first {MIN_PREFIX} characters",
+        )
+
+
+# --------------------------------------------------------------------------------------- trace
+
+
+@dataclass(frozen=True, slots=True)
+class TraceSummary:
+    """What happened to one request, from its log records."""
+
+    correlation_id: str
+    first_ts: str
+    last_ts: str
+    lines: int
+    sources: tuple[str, ...]
+    service: str | None = None
+    method: str | None = None
+    path: str | None = None
+    route: str | None = None
+    status: int | None = None
+    duration_ms: float | None = None
+    worst_level: str = ""
+    internal_code: int | None = None
+    http_code: int | None = None
+    external_message: str | None = None
+    internal_message: str | None = None
+    exception_type: str | None = None
+    exception_value: str | None = None
+
+    @property
+    def endpoint(self) -> str | None:
+        target = self.path or self.route
+        if self.method and target:
+            return f"{self.method} {target}"
+        return target or self.method
+
+    def plain_words(self) -> str:
+        """One sentence for support staff, e.g. "Request POST /orders answered 409 Conflict
+        after 12.3 ms: This product is out of stock. (code 30101)"."""
+        what = f"Request {self.endpoint}" if self.endpoint else "The request"
+        status = self.status if self.status is not None else self.http_code
+        if status is None:
+            told = f"{what} has no finished line in the logs"
+            told += " (still running, or the app stopped before answering)"
+        else:
+            told = f"{what} answered {_status_text(status)}"
+            if self.duration_ms is not None:
+                told += f" after {_ms(self.duration_ms)}"
+        reason = self._reason(status)
+        return f"{told}: {reason}" if reason else f"{told}."
+
+    def _reason(self, status: int | None) -> str:
+        code = f" (code {self.internal_code})" if self.internal_code is not None else ""
+        if self.external_message:
+            text = self.external_message.rstrip()
+            if not text.endswith((".", "!", "?")):
+                text += "."
+            return f"{text}{code}"
+        if status is not None and status >= 500:
+            crash = f" ({self.exception_type})" if self.exception_type else ""
+            return f"an internal error{crash}; the client got a generic error message.{code}"
+        if status is not None and status >= 400:
+            return f"the request was refused.{code}"
+        if self.exception_type:
+            return f"it logged {self.exception_type}.{code}"
+        if code:
+            return f"it logged an error.{code}"
+        return ""
+
+
+def _ms(value: float) -> str:
+    return f"{value:.1f} ms" if value < 10_000 else f"{value / 1000:.1f} s"
+
+
+def _status_text(status: int) -> str:
+    try:
+        return f"{status} {HTTPStatus(status).phrase}"
+    except ValueError:
+        return str(status)
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineEntry:
+    """One record of a trace and its offset from the first record, in milliseconds."""
+
+    offset_ms: float | None
+    record: Record
+
+    @property
+    def extras(self) -> dict[str, Any]:
+        return {k: v for k, v in self.record.data.items() if k not in BASE_KEYS}
+
+
+@dataclass(frozen=True, slots=True)
+class Trace:
+    summary: TraceSummary
+    timeline: tuple[TimelineEntry, ...]
+
+
+def order_records(records: Iterable[Record]) -> list[Record]:
+    """Records in time order; the same line found in two files (a copy) is kept once."""
+    ordered = sorted(records, key=lambda r: (r.ts, r.seq))
+    result: list[Record] = []
+    seen: set[tuple[str, bytes]] = set()
+    for record in ordered:
+        key = (record.ts, record.raw)
+        if record.raw and key in seen:
+            continue
+        seen.add(key)
+        result.append(record)
+    return result
+
+
+def _first(records: Sequence[Record], key: str) -> Any:
+    for record in records:
+        value = record.data.get(key)
+        if value is not None and value != "":
+            return value
+    return None
+
+
+def _num(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def build_trace(records: Iterable[Record], correlation_id: str) -> Trace:
+    """The summary and time-ordered timeline of the records of ``correlation_id``."""
+    mine = order_records(r for r in records if r.correlation_id == correlation_id)
+    if not mine:
+        raise ValueError(f"no record has correlation_id {correlation_id!r}")
+    access = [r for r in mine if r.message == ACCESS_MESSAGE and r.status is not None]
+    access_rec = access[-1] if access else None
+    errors = [r for r in mine if r.internal_code is not None or r.exception is not None]
+    error_rec = max(errors, key=lambda r: level_rank(r.level)) if errors else None
+    worst = max(mine, key=lambda r: level_rank(r.level)).level
+    exc = error_rec.exception if error_rec is not None else None
+    base = mine[0].epoch
+    timeline = tuple(
+        TimelineEntry(
+            None if base is None or r.epoch is None else round((r.epoch - base) * 1000, 3), r
+        )
+        for r in mine
+    )
+    status = access_rec.status if access_rec is not None else None
+    duration = _num(access_rec.data.get("duration_ms")) if access_rec is not None else None
+    internal_msg = None
+    if error_rec is not None:
+        internal_msg = error_rec.data.get("internal_message") or error_rec.message or None
+    summary = TraceSummary(
+        correlation_id=correlation_id,
+        first_ts=mine[0].ts,
+        last_ts=mine[-1].ts,
+        lines=len(mine),
+        sources=tuple(dict.fromkeys(r.source for r in mine if r.source)),
+        service=_str_or_none(_first(mine, "service")),
+        method=_str_or_none(_first(mine, "method")),
+        path=_str_or_none(_first(mine, "path")),
+        route=_str_or_none(_first(mine, "route")),
+        status=status,
+        duration_ms=duration,
+        worst_level=worst,
+        internal_code=error_rec.internal_code if error_rec is not None else None,
+        http_code=error_rec.http_code if error_rec is not None else None,
+        external_message=_str_or_none(_first(mine, "external_message")),
+        internal_message=_str_or_none(internal_msg),
+        exception_type=_str_or_none(exc.get("type")) if exc else None,
+        exception_value=_str_or_none(exc.get("value")) if exc else None,
+    )
+    return Trace(summary, timeline)
+
+
+def _str_or_none(value: object) -> str | None:
+    if value is None or value == "":
+        return None
+    return value if isinstance(value, str) else str(value)
+
+
+# -------------------------------------------------------------------------------- errors top
+
+#: Distinct messages/routes remembered per group; later new values are not tracked (bounded).
+_MAX_DISTINCT = 256
+
+
+def _bump(counter: Counter[Any], value: object) -> None:
+    if value in counter or len(counter) < _MAX_DISTINCT:
+        counter[value] += 1
+
+
+@dataclass(slots=True)
+class _GroupState:
+    count: int = 0
+    first: tuple[str, float] = ("", float("inf"))
+    last: tuple[str, float, str | None] = ("", float("-inf"), None)
+    statuses: Counter[int] = field(default_factory=Counter)
+    external: Counter[str] = field(default_factory=Counter)
+    internal: Counter[str] = field(default_factory=Counter)
+    routes: Counter[str] = field(default_factory=Counter)
+    exceptions: Counter[str] = field(default_factory=Counter)
+    codes: Counter[int] = field(default_factory=Counter)
+    times: list[float] = field(default_factory=list)
+
+    def merge(self, other: _GroupState) -> None:
+        self.count += other.count
+        if other.first[1] < self.first[1]:
+            self.first = other.first
+        if other.last[1] > self.last[1]:
+            self.last = other.last
+        _merge_counts(self.statuses, other.statuses)
+        _merge_counts(self.external, other.external)
+        _merge_counts(self.internal, other.internal)
+        _merge_counts(self.routes, other.routes)
+        _merge_counts(self.exceptions, other.exceptions)
+        _merge_counts(self.codes, other.codes)
+        self.times.extend(other.times)
+
+
+def _merge_counts(mine: Counter[Any], theirs: Counter[Any]) -> None:
+    for key, count in theirs.items():
+        if key in mine or len(mine) < _MAX_DISTINCT:
+            mine[key] += count
+
+
+def route_of(record: Record) -> str | None:
+    """``"POST /orders/{order_id}"`` from a record's method and route template (or raw path)."""
+    target = record.data.get("route") or record.data.get("path")
+    if not isinstance(target, str) or not target:
+        return None
+    method = record.data.get("method")
+    return f"{method} {target}" if isinstance(method, str) and method else target
+
+
+def exception_of(record: Record) -> str | None:
+    exc = record.exception
+    if exc is None:
+        return None
+    kind = exc.get("type")
+    return kind if isinstance(kind, str) and kind else None
+
+
+def status_of(record: Record) -> int | None:
+    code = record.http_code
+    return code if code is not None else record.status
+
+
+def _group_key(record: Record, by: str) -> int | str | None:
+    if by == "internal_code":
+        return record.internal_code
+    if by == "route":
+        return route_of(record)
+    if by == "exception":
+        return exception_of(record)
+    return status_of(record)
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorGroup:
+    """One row of ``errors top``: ``key`` is the grouped value (None: records without it)."""
+
+    key: int | str | None
+    count: int
+    share: float
+    http_codes: tuple[tuple[int, int], ...]
+    external_message: str | None
+    internal_message: str | None
+    routes: tuple[tuple[str, int], ...]
+    exceptions: tuple[tuple[str, int], ...]
+    internal_codes: tuple[tuple[int, int], ...]
+    first_seen: str
+    last_seen: str
+    trend: tuple[int, ...]
+    sample_correlation_id: str | None
+
+    def to_json(self, by: str) -> dict[str, Any]:
+        """The ``--json`` object: the group field first, then ``count`` and the other columns."""
+        field_name = GROUP_FIELDS[by]
+        out: dict[str, Any] = {field_name: self.key, "count": self.count}
+        out["share"] = round(self.share, 4)
+        out["http_code"] = self.http_codes[0][0] if self.http_codes else None
+        if by != "internal_code":
+            out["internal_code"] = self.internal_codes[0][0] if self.internal_codes else None
+        out["external_message"] = self.external_message
+        out["internal_message"] = self.internal_message
+        if by != "exception":
+            out["exception"] = self.exceptions[0][0] if self.exceptions else None
+        out["routes"] = dict(self.routes)
+        out["first_seen"] = self.first_seen
+        out["last_seen"] = self.last_seen
+        out["trend"] = list(self.trend)
+        out["sample_correlation_id"] = self.sample_correlation_id
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorReport:
+    """Every group (largest first) over a window; ``trend`` buckets split the window evenly."""
+
+    by: str
+    groups: tuple[ErrorGroup, ...]
+    total: int
+    window_start: str
+    window_end: str
+    bucket_seconds: float
+
+
+class ErrorAccumulator:
+    """Counts ERROR and CRITICAL records into groups; mergeable across processes (picklable).
+
+    ``since``/``until`` (epoch seconds, inclusive/exclusive) drop records outside the window;
+    records without a parseable ``ts`` are kept only when no window is given.
+    """
+
+    def __init__(self, by: str, *, since: float | None = None, until: float | None = None) -> None:
+        if by not in GROUP_FIELDS:
+            raise UsageError(
+                f"unknown --by {by!r}", hint="use internal_code, route, exception or status"
+            )
+        self.by = by
+        self.since = since
+        self.until = until
+        self.groups: dict[int | str | None, _GroupState] = {}
+
+    def add(self, record: Record) -> bool:
+        """Count ``record`` if it is an ERROR/CRITICAL record inside the window."""
+        if level_rank(record.level) < 40:
+            return False
+        epoch = record.epoch
+        if self.since is not None or self.until is not None:
+            if epoch is None:
+                return False
+            if self.since is not None and epoch < self.since:
+                return False
+            if self.until is not None and epoch >= self.until:
+                return False
+        key = _group_key(record, self.by)
+        state = self.groups.get(key)
+        if state is None:
+            state = self.groups[key] = _GroupState()
+        state.count += 1
+        when = epoch if epoch is not None else 0.0
+        if epoch is not None:
+            state.times.append(epoch)
+            if epoch < state.first[1]:
+                state.first = (record.ts, epoch)
+            if epoch >= state.last[1]:
+                state.last = (record.ts, epoch, record.correlation_id)
+        elif state.last[2] is None:
+            state.last = (record.ts, when, record.correlation_id)
+        status = status_of(record)
+        if status is not None:
+            _bump(state.statuses, status)
+        external = record.data.get("external_message")
+        if isinstance(external, str) and external:
+            _bump(state.external, external)
+        internal = record.data.get("internal_message") or record.message
+        if isinstance(internal, str) and internal:
+            _bump(state.internal, internal[:500])
+        route = route_of(record)
+        if route is not None:
+            _bump(state.routes, route)
+        exc = exception_of(record)
+        if exc is not None:
+            _bump(state.exceptions, exc)
+        code = record.internal_code
+        if code is not None:
+            _bump(state.codes, code)
+        return True
+
+    def merge(self, other: ErrorAccumulator) -> None:
+        for key, theirs in other.groups.items():
+            mine = self.groups.get(key)
+            if mine is None:
+                self.groups[key] = theirs
+            else:
+                mine.merge(theirs)
+
+    def report(self, *, now: float, buckets: int = 12) -> ErrorReport:
+        """Groups sorted by count (then key); the trend covers ``since``..``until``/``now``, or
+        the span of the data when no window was given."""
+        total = sum(s.count for s in self.groups.values())
+        all_times = [t for s in self.groups.values() for t in (s.first[1], s.last[1])]
+        finite = [t for t in all_times if t not in (float("inf"), float("-inf"))]
+        start = self.since if self.since is not None else (min(finite) if finite else now)
+        end = self.until if self.until is not None else (now if self.since is not None else None)
+        if end is None:
+            end = max(finite) if finite else now
+        span = max(end - start, 1e-6)
+        width = span / buckets
+        groups = []
+        for key, state in self.groups.items():
+            trend = [0] * buckets
+            for moment in state.times:
+                index = int((moment - start) / width)
+                trend[min(max(index, 0), buckets - 1)] += 1
+            groups.append(
+                ErrorGroup(
+                    key=key,
+                    count=state.count,
+                    share=state.count / total if total else 0.0,
+                    http_codes=tuple(state.statuses.most_common()),
+                    external_message=_top(state.external),
+                    internal_message=_top(state.internal),
+                    routes=tuple(state.routes.most_common()),
+                    exceptions=tuple(state.exceptions.most_common()),
+                    internal_codes=tuple(state.codes.most_common()),
+                    first_seen=state.first[0],
+                    last_seen=state.last[0],
+                    trend=tuple(trend),
+                    sample_correlation_id=state.last[2],
+                )
+            )
+        groups.sort(key=lambda g: (-g.count, g.key is None, str(g.key)))
+        return ErrorReport(
+            by=self.by,
+            groups=tuple(groups),
+            total=total,
+            window_start=epoch_to_ts(start),
+            window_end=epoch_to_ts(end),
+            bucket_seconds=width,
+        )
+
+
+def _top(counter: Counter[str]) -> str | None:
+    common = counter.most_common(1)
+    return common[0][0] if common else None
+
+
+# ---------------------------------------------------------------------------------------- tail
+
+
+@dataclass(frozen=True, slots=True)
+class RecordFilter:
+    """Which records ``tail`` shows: all given conditions must hold."""
+
+    min_level: str | None = None
+    code: int | None = None
+    correlation_id: str | None = None
+    grep: re.Pattern[str] | None = None
+    since: float | None = None
+
+    def needle(self) -> bytes | None:
+        """A byte string every matching raw line must contain (a cheap pre-filter), if any."""
+        if self.correlation_id:
+            return self.correlation_id.encode()
+        return None
+
+    def __call__(self, record: Record) -> bool:
+        if self.min_level is not None and level_rank(record.level) < level_rank(self.min_level):
+            return False
+        if self.code is not None and record.internal_code != self.code:
+            return False
+        if self.correlation_id is not None:
+            cid = record.correlation_id
+            if cid is None or not cid.startswith(self.correlation_id):
+                return False
+        if self.since is not None:
+            epoch = record.epoch
+            if epoch is None or epoch < self.since:
+                return False
+        if self.grep is not None:
+            exc = record.exception or {}
+            haystack = " ".join(
+                str(part) for part in (record.message, exc.get("type"), exc.get("value")) if part
+            )
+            if not self.grep.search(haystack):
+                return False
+        return True
