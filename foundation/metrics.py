@@ -1,0 +1,544 @@
+"""Prometheus metrics for a FastAPI app: a pure ASGI middleware, ``/metrics``, and the observers
+that the exception handlers and ``Database`` feed.
+
+Series (contract 3)::
+
+    http_requests_total{method,route,status}                 counter
+    http_request_duration_seconds{method,route}               histogram, exemplar correlation_id
+    http_requests_in_progress{method}                         gauge (livesum across workers)
+    app_exceptions_total{internal_code,exception,http_code}   counter
+    db_transaction_duration_seconds{outcome}                  histogram, commit|rollback|error
+
+Labels never explode: ``route`` is the matched template (``<unmatched>`` otherwise) and
+``method`` is one of the standard verbs or ``OTHER``.
+
+Every metric lives in an injected ``CollectorRegistry`` (a fresh one per app by default), so an
+app can be built twice in one process. With ``PROMETHEUS_MULTIPROC_DIR`` in the environment of
+the server process, values go to per-process files in that directory and ``/metrics`` sums them
+(prometheus_client's multiprocess mode); see ``prepare_multiprocess_dir``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import gzip
+import os
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, Protocol
+from urllib.parse import parse_qs
+
+import anyio.to_thread
+from asgi_correlation_id import correlation_id
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Enum,
+    Gauge,
+    GCCollector,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+    values,
+)
+from prometheus_client.exposition import choose_encoder, gzip_accepted
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+from prometheus_client.registry import Collector
+
+from foundation.routing import route_template
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
+EXEMPLAR_LABEL: Final = "correlation_id"
+# OpenMetrics caps an exemplar's label set at 128 characters; an ID longer than this (a client
+# can send anything the validator lets through) is left off rather than failing the request.
+_MAX_EXEMPLAR_VALUE: Final = 128 - len(EXEMPLAR_LABEL)
+
+#: Latency buckets of ``http_request_duration_seconds`` (prometheus_client's defaults).
+HTTP_BUCKETS: Final[tuple[float, ...]] = Histogram.DEFAULT_BUCKETS
+#: Buckets of ``db_transaction_duration_seconds``: transactions are usually faster than requests.
+DB_BUCKETS: Final[tuple[float, ...]] = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+DB_OUTCOMES: Final = ("commit", "rollback", "error")
+_KNOWN_METHODS: Final = frozenset(
+    ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT")
+)
+_MARKER: Final = ".foundation-server"
+_LOCK: Final = ".foundation-lock"
+
+
+class ExceptionObserver(Protocol):
+    """Called by the exception handlers once per exception turned into a response."""
+
+    def __call__(self, *, exception: str, internal_code: int, http_code: int) -> None: ...
+
+
+class TransactionObserver(Protocol):
+    """Called by ``Database`` once per finished transaction (outcome commit|rollback|error)."""
+
+    def __call__(self, outcome: str, seconds: float) -> None: ...
+
+
+class HasTransactionObservers(Protocol):
+    """What ``install_metrics(database=...)`` needs of a database: its observer list."""
+
+    @property
+    def transaction_observers(self) -> list[Callable[[str, float], None]]: ...
+
+
+class MultiprocessConfigError(RuntimeError):
+    """Multiprocess mode is configured in a way that would export wrong or no numbers."""
+
+
+@dataclass(slots=True, eq=False)
+class AppMetrics:
+    """The metrics of one app and the registry ``/metrics`` serves.
+
+    ``registry`` is what the endpoint exposes; in multiprocess mode it holds only the collector
+    that sums the per-process files. ``exemplars`` is False in multiprocess mode, where
+    prometheus_client cannot store them.
+    """
+
+    registry: CollectorRegistry
+    requests_total: Counter
+    request_duration: Histogram
+    in_progress: Gauge
+    exceptions_total: Counter
+    db_transaction_duration: Histogram
+    multiprocess_dir: Path | None = None
+    exemplars: bool = True
+    _requests: dict[tuple[str, str, int], Counter] = field(default_factory=dict, repr=False)
+    _durations: dict[tuple[str, str], Histogram] = field(default_factory=dict, repr=False)
+    _in_progress: dict[str, Gauge] = field(default_factory=dict, repr=False)
+    _exceptions: dict[tuple[str, int, int], Counter] = field(default_factory=dict, repr=False)
+    _transactions: dict[str, Histogram] = field(default_factory=dict, repr=False)
+
+    def in_progress_for(self, method: str) -> Gauge:
+        child = self._in_progress.get(method)
+        if child is None:
+            child = self._in_progress[method] = self.in_progress.labels(method)
+        return child
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count one finished request and observe its latency (exemplar: its correlation ID)."""
+        key = (method, route, status)
+        counter = self._requests.get(key)
+        if counter is None:
+            counter = self._requests[key] = self.requests_total.labels(method, route, status)
+        counter.inc()
+        pair = (method, route)
+        histogram = self._durations.get(pair)
+        if histogram is None:
+            histogram = self._durations[pair] = self.request_duration.labels(method, route)
+        if self.exemplars:
+            cid = correlation_id.get()
+            if cid and len(cid) <= _MAX_EXEMPLAR_VALUE:
+                histogram.observe(seconds, {EXEMPLAR_LABEL: cid})
+                return
+        histogram.observe(seconds)
+
+    def observe_exception(self, *, exception: str, internal_code: int, http_code: int) -> None:
+        """The ``ExceptionObserver`` installed as ``app.state.foundation_exception_observer``."""
+        key = (exception, internal_code, http_code)
+        counter = self._exceptions.get(key)
+        if counter is None:
+            counter = self._exceptions[key] = self.exceptions_total.labels(
+                internal_code=internal_code, exception=exception, http_code=http_code
+            )
+        counter.inc()
+
+    def observe_transaction(self, outcome: str, seconds: float) -> None:
+        """The ``TransactionObserver`` appended to ``Database.transaction_observers``."""
+        histogram = self._transactions.get(outcome)
+        if histogram is None:
+            # The contract allows three outcomes; anything else must not mint new series.
+            label = outcome if outcome in DB_OUTCOMES else "other"
+            histogram = self._transactions[outcome] = self.db_transaction_duration.labels(label)
+        histogram.observe(seconds)
+
+    def render(self, accept: str = "", names: Iterable[str] = ()) -> tuple[bytes, str]:
+        """Exposition bytes and their content type, OpenMetrics when ``accept`` asks for it."""
+        if self.multiprocess_dir is not None:
+            check_multiprocess_safe(REGISTRY, self.registry)
+        encoder, content_type = choose_encoder(accept)
+        wanted = list(names)
+        registry: Collector = self.registry.restricted_registry(wanted) if wanted else self.registry
+        return encoder(registry), content_type
+
+
+def create_metrics(
+    *,
+    registry: CollectorRegistry | None = None,
+    buckets: Iterable[float] = HTTP_BUCKETS,
+    db_buckets: Iterable[float] = DB_BUCKETS,
+    multiprocess_dir: str | os.PathLike[str] | None = None,
+    process_metrics: bool = True,
+) -> AppMetrics:
+    """Create the metrics of one app.
+
+    ``registry`` defaults to a fresh ``CollectorRegistry`` (with process, platform and GC
+    collectors when ``process_metrics``). ``multiprocess_dir`` defaults to
+    ``$PROMETHEUS_MULTIPROC_DIR``; when set, multiprocess mode is checked and the directory
+    prepared (see ``claim_multiprocess_dir``).
+    """
+    if multiprocess_dir is None:
+        env = os.environ.get(MULTIPROC_ENV, "")
+        multiprocess_dir = env or None
+    if multiprocess_dir is not None:
+        directory = _check_multiprocess_mode(Path(multiprocess_dir))
+        claim_multiprocess_dir(directory)
+        # Values are written to per-process files whatever registry the metrics are in; a
+        # private registry keeps an app that is created twice free of duplicate names.
+        metrics_registry = CollectorRegistry(auto_describe=True)
+        served = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        MultiProcessCollector(served, path=str(directory))  # type: ignore[no-untyped-call]
+        check_multiprocess_safe(REGISTRY, served)
+        return _build(served, metrics_registry, buckets, db_buckets, directory)
+    if registry is None:
+        registry = CollectorRegistry(auto_describe=True)
+        if process_metrics:
+            ProcessCollector(registry=registry)
+            PlatformCollector(registry=registry)
+            GCCollector(registry=registry)
+    return _build(registry, registry, buckets, db_buckets, None)
+
+
+def _build(
+    served: CollectorRegistry,
+    target: CollectorRegistry,
+    buckets: Iterable[float],
+    db_buckets: Iterable[float],
+    directory: Path | None,
+) -> AppMetrics:
+    return AppMetrics(
+        registry=served,
+        requests_total=Counter(
+            "http_requests_total",
+            "HTTP requests answered, by method, matched route template and status code.",
+            ("method", "route", "status"),
+            registry=target,
+        ),
+        request_duration=Histogram(
+            "http_request_duration_seconds",
+            "Time from the request reaching the metrics middleware to the end of the response.",
+            ("method", "route"),
+            registry=target,
+            buckets=tuple(buckets),
+        ),
+        in_progress=Gauge(
+            "http_requests_in_progress",
+            "HTTP requests being served right now, by method.",
+            ("method",),
+            registry=target,
+            multiprocess_mode="livesum",
+        ),
+        exceptions_total=Counter(
+            "app_exceptions_total",
+            "Exceptions turned into error responses, by internal code, class and HTTP status.",
+            ("internal_code", "exception", "http_code"),
+            registry=target,
+        ),
+        db_transaction_duration=Histogram(
+            "db_transaction_duration_seconds",
+            "Database transaction time, by outcome (commit, rollback, error).",
+            ("outcome",),
+            registry=target,
+            buckets=tuple(db_buckets),
+        ),
+        multiprocess_dir=directory,
+        exemplars=directory is None,
+    )
+
+
+class MetricsMiddleware:
+    """Pure ASGI middleware: counts and times every HTTP request and serves ``path``.
+
+    Place it inside the correlation-ID middleware (exemplars read the ID) and outside the
+    catch-all that turns unhandled exceptions into 500 responses, so that it sees final status
+    codes. An exception that still reaches it (the response had already started) is counted
+    once as a 500 and re-raised.
+    """
+
+    def __init__(self, app: ASGIApp, *, metrics: AppMetrics, path: str = "/metrics") -> None:
+        self.app = app
+        self.metrics = metrics
+        self.path = path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        method: str = scope["method"]
+        if scope["path"] == self.path and method in ("GET", "HEAD"):
+            await self._serve(scope, send)
+            return
+        if method not in _KNOWN_METHODS:
+            method = "OTHER"
+        # route_template needs root_path as it was before any Mount extended it.
+        root_path: str = scope.get("root_path", "")
+        status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        metrics = self.metrics
+        gauge = metrics.in_progress_for(method)
+        gauge.inc()
+        started = time.perf_counter()
+        try:
+            await self.app(scope, receive, send_status)
+        except Exception:
+            status = 500
+            raise
+        finally:
+            elapsed = time.perf_counter() - started
+            gauge.dec()
+            metrics.observe_request(method, route_template(scope, root_path), status, elapsed)
+
+    async def _serve(self, scope: Scope, send: Send) -> None:
+        accept = ""
+        accept_encoding = ""
+        for name, value in scope["headers"]:
+            if name == b"accept":
+                accept = (
+                    f"{accept},{value.decode('latin-1')}" if accept else value.decode("latin-1")
+                )
+            elif name == b"accept-encoding":
+                accept_encoding += "," + value.decode("latin-1")
+        names = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("name[]", [])
+        try:
+            # Collection takes locks and, in multiprocess mode, reads every worker's files:
+            # keep it off the event loop.
+            body, content_type = await anyio.to_thread.run_sync(self.metrics.render, accept, names)
+        except MultiprocessConfigError as exc:
+            body, content_type = f"{exc}\n".encode(), "text/plain; charset=utf-8"
+            headers = [(b"content-type", content_type.encode())]
+            await send({"type": "http.response.start", "status": 500, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            return
+        headers = [(b"content-type", content_type.encode()), (b"vary", b"Accept, Accept-Encoding")]
+        if gzip_accepted(accept_encoding):
+            body = gzip.compress(body, compresslevel=6)
+            headers.append((b"content-encoding", b"gzip"))
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send(
+            {"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body}
+        )
+
+
+class _App(Protocol):
+    state: Any
+
+    def add_middleware(self, middleware_class: Any, *args: Any, **kwargs: Any) -> None: ...
+
+
+def install_metrics(
+    app: _App,
+    *,
+    registry: CollectorRegistry | None = None,
+    path: str = "/metrics",
+    database: HasTransactionObservers | None = None,
+    buckets: Iterable[float] = HTTP_BUCKETS,
+    process_metrics: bool = True,
+) -> AppMetrics:
+    """Add the metrics middleware and ``path`` to ``app`` and wire the observers.
+
+    Sets ``app.state.foundation_exception_observer`` (read by the exception handlers) and
+    ``app.state.foundation_metrics``; appends to ``database.transaction_observers`` when a
+    database is given. Call it where the middleware belongs in the stack (Starlette's
+    ``add_middleware`` puts the latest addition outermost).
+    """
+    if getattr(app.state, "foundation_metrics", None) is not None:
+        raise RuntimeError("metrics are already installed on this app")
+    metrics = create_metrics(registry=registry, buckets=buckets, process_metrics=process_metrics)
+    app.add_middleware(MetricsMiddleware, metrics=metrics, path=path)
+    app.state.foundation_metrics = metrics
+    app.state.foundation_exception_observer = metrics.observe_exception
+    if database is not None:
+        database.transaction_observers.append(metrics.observe_transaction)
+    return metrics
+
+
+def check_multiprocess_safe(*registries: CollectorRegistry) -> None:
+    """Refuse metrics that multiprocess mode silently exports as nothing or 0.
+
+    prometheus_client's multiprocess collector only reads the per-process files: ``Info`` and
+    ``Enum`` never write there and a gauge with ``set_function`` keeps its callback in memory.
+    """
+    for registry in registries:
+        # CollectorRegistry has no public way to list its collectors; this attribute has been
+        # stable since 2017 and a test guards it.
+        collectors = list(getattr(registry, "_collector_to_names", {}))
+        for collector in collectors:
+            name = getattr(collector, "_name", type(collector).__name__)
+            if isinstance(collector, Info | Enum):
+                kind = type(collector).__name__
+                raise MultiprocessConfigError(
+                    f"metric {name!r} is an {kind}: {kind} metrics export nothing in "
+                    f"multiprocess mode ({MULTIPROC_ENV} is set); use a Gauge with labels"
+                )
+            if isinstance(collector, Gauge) and _has_set_function(collector):
+                raise MultiprocessConfigError(
+                    f"gauge {name!r} uses set_function: its value is not shared in "
+                    f"multiprocess mode ({MULTIPROC_ENV} is set); call set() when it changes"
+                )
+
+
+def _has_set_function(gauge: Gauge) -> bool:
+    # set_function replaces _child_samples on the instance (on the child when labelled).
+    if "_child_samples" in vars(gauge):
+        return True
+    children = getattr(gauge, "_metrics", {})
+    return any("_child_samples" in vars(child) for child in list(children.values()))
+
+
+def _check_multiprocess_mode(directory: Path) -> Path:
+    if not getattr(values.ValueClass, "_multiprocess", False):
+        raise MultiprocessConfigError(
+            f"{MULTIPROC_ENV}={directory} was set after prometheus_client was imported, so this "
+            "process keeps its values in memory; set it in the environment that starts the server"
+        )
+    env = os.environ.get(MULTIPROC_ENV, "")
+    if not env or Path(env).resolve() != directory.resolve():
+        raise MultiprocessConfigError(
+            f"multiprocess directory {directory} differs from {MULTIPROC_ENV}={env!r}; "
+            "prometheus_client writes to the directory named by the environment variable"
+        )
+    return directory
+
+
+def prepare_multiprocess_dir(directory: str | os.PathLike[str]) -> int:
+    """Create ``directory`` and delete leftover ``*.db`` files; returns how many were removed.
+
+    Run it once per server start, before any worker (``on_starting`` in a gunicorn config, or
+    the container entrypoint: ``python -m foundation.metrics prepare DIR``). Leftover files
+    from a previous run would otherwise be added to this run's counters.
+    """
+    path = Path(directory)
+    path.mkdir(parents=True, exist_ok=True)
+    removed = 0
+    for stale in path.glob("*.db"):
+        with contextlib.suppress(FileNotFoundError):
+            stale.unlink()
+            removed += 1
+    (path / _MARKER).unlink(missing_ok=True)
+    return removed
+
+
+def claim_multiprocess_dir(directory: Path) -> bool:
+    """Prepare the directory from inside a worker, without an operator hook.
+
+    Workers of one server share a parent (the uvicorn or gunicorn master). The first worker of
+    a server run finds a marker naming another parent (or none): it deletes the files of
+    processes that are not living siblings (the previous run's) and writes its parent's
+    identity. Later workers, including restarted ones, keep every counter file so totals keep
+    adding up, and only drop the live gauges of dead workers (what ``mark_process_dead`` does).
+    Returns True when leftovers of a previous run were looked for and removed.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    parent = os.getppid()
+    identity = _process_identity(parent)
+    with open(directory / _LOCK, "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            marker = directory / _MARKER
+            try:
+                previous = marker.read_text(encoding="ascii")
+            except (FileNotFoundError, UnicodeDecodeError):
+                previous = ""
+            new_run = previous != identity
+            for file, pid in _db_files(directory):
+                if new_run and not _sibling(pid, parent):
+                    # A sibling that started first may already have files open: keep those.
+                    file.unlink(missing_ok=True)
+                elif file.name.startswith("gauge_live") and not _alive(pid):
+                    mark_process_dead(pid, str(directory))  # type: ignore[no-untyped-call]
+            if new_run:
+                marker.write_text(identity, encoding="ascii")
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return new_run
+
+
+def _process_identity(pid: int) -> str:
+    """``pid:start-time`` so that a recycled pid is not mistaken for the same server."""
+    fields = _proc_stat(pid)
+    return f"{pid}:{fields[19] if len(fields) > 19 else '?'}"
+
+
+def _proc_stat(pid: int) -> list[str]:
+    """Fields of /proc/PID/stat after the command name (field 3 onwards), [] if unreadable."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return []
+    return stat.rsplit(")", 1)[-1].split()
+
+
+def _db_files(directory: Path) -> list[tuple[Path, int]]:
+    found: list[tuple[Path, int]] = []
+    for file in directory.glob("*.db"):
+        pid_text = file.stem.rsplit("_", 1)[-1]
+        found.append((file, int(pid_text) if pid_text.isdigit() else -1))
+    return found
+
+
+def _sibling(pid: int, parent: int) -> bool:
+    if pid == os.getpid():
+        return True
+    if pid <= 0 or not _alive(pid):
+        return False
+    fields = _proc_stat(pid)
+    # Without /proc (not Linux) a living process is given the benefit of the doubt.
+    return not fields or fields[1] == str(parent)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _main(argv: list[str]) -> int:
+    if len(argv) != 2 or argv[0] != "prepare":
+        print("usage: python -m foundation.metrics prepare DIRECTORY", file=sys.stderr)
+        return 2
+    removed = prepare_multiprocess_dir(argv[1])
+    print(f"prepared {argv[1]}: removed {removed} leftover file(s)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))
