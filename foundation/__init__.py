@@ -1,0 +1,58 @@
+"""foundation: correlation IDs, JSON logs, typed errors, transactions and metrics for FastAPI.
+
+    import foundation
+    foundation.setup(app, service="shop")
+
+This module re-exports the names applications use; it holds no logic.
+"""
+
+from __future__ import annotations
+
+from foundation.correlation import (
+    astamp_correlation_id,
+    get_correlation_id,
+    stamp_correlation_id,
+    with_correlation,
+)
+from foundation.exceptions import (
+    ApiException,
+    AppException,
+    ConstraintViolation,
+    DbBusy,
+    DbException,
+    DbUnavailable,
+    DuplicateRecord,
+    InvalidRequest,
+    MethodNotAllowed,
+    RecordNotFound,
+    ReferenceViolation,
+    RouteNotFound,
+)
+from foundation.handlers import add_exception_handlers
+from foundation.logging import configure_logging
+from foundation.setup import setup
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ApiException",
+    "AppException",
+    "ConstraintViolation",
+    "DbBusy",
+    "DbException",
+    "DbUnavailable",
+    "DuplicateRecord",
+    "InvalidRequest",
+    "MethodNotAllowed",
+    "RecordNotFound",
+    "ReferenceViolation",
+    "RouteNotFound",
+    "__version__",
+    "add_exception_handlers",
+    "astamp_correlation_id",
+    "configure_logging",
+    "get_correlation_id",
+    "setup",
+    "stamp_correlation_id",
+    "with_correlation",
+]

@@ -1,0 +1,296 @@
+"""Centralised exception handling: one safe JSON body for every error (contract 2).
+
+``add_exception_handlers(app)`` registers handlers for the ``AppException`` family, request
+validation errors and Starlette's ``HTTPException`` (router 404/405 are Starlette's, not
+FastAPI's), and installs ``CatchAllMiddleware`` for everything else.
+
+Why a middleware for unhandled errors: Starlette runs the ``Exception`` handler inside
+``ServerErrorMiddleware``, *outside* all user middleware, so its response would miss the
+``X-Request-ID`` header and the access line, and the exception is re-raised afterwards, so
+uvicorn logs the traceback a second time. ``CatchAllMiddleware`` sits inside the correlation
+and access-log middleware, answers the 500 itself, logs the traceback once and does not
+re-raise. An ``Exception`` handler is still registered for errors raised outside it (in
+middleware added after ``setup``): it stamps the header itself.
+
+Each failure is logged once, at its class's level, with ``internal_code``, ``http_code`` and the
+internal message; the response carries only the external message, the code and the ID.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any, Protocol
+
+import orjson
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from loguru import logger
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from foundation.correlation import DEFAULT_HEADER, get_correlation_id
+from foundation.exceptions import (
+    AppException,
+    InvalidRequest,
+    MethodNotAllowed,
+    RouteNotFound,
+)
+from foundation.logging import exception_summary
+
+INTERNAL_ERROR_MESSAGE = AppException.external_message
+_MAX_VALIDATION_ERRORS = 20
+_MAX_LOC_CHARS = 64
+
+
+class ExceptionObserver(Protocol):
+    """Told about every error response (the metrics layer counts them)."""
+
+    def __call__(self, *, exception: str, internal_code: int, http_code: int) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorOptions:
+    """How error bodies look; stored on ``app.state.foundation_errors``."""
+
+    expose_codes: bool = True
+    problem_json: bool = False
+    header_name: str = DEFAULT_HEADER
+
+
+_DEFAULT_OPTIONS = ErrorOptions()
+
+
+def _options(app: Any) -> ErrorOptions:
+    state = getattr(app, "state", None)
+    options = getattr(state, "foundation_errors", None) if state is not None else None
+    return options if isinstance(options, ErrorOptions) else _DEFAULT_OPTIONS
+
+
+def _observe(app: Any, exception: str, internal_code: int, http_code: int) -> None:
+    state = getattr(app, "state", None)
+    observer = getattr(state, "foundation_exception_observer", None) if state is not None else None
+    if observer is not None:
+        observer(exception=exception, internal_code=internal_code, http_code=http_code)
+
+
+def error_body(
+    *,
+    http_code: int,
+    message: str,
+    code: int,
+    options: ErrorOptions = _DEFAULT_OPTIONS,
+    errors: Sequence[dict[str, Any]] | None = None,
+) -> tuple[bytes, str]:
+    """The serialized error body and its media type."""
+    cid = get_correlation_id()
+    body: dict[str, Any]
+    if options.problem_json:
+        try:
+            title = HTTPStatus(http_code).phrase
+        except ValueError:
+            title = "Error"
+        body = {"type": "about:blank", "title": title, "status": http_code, "detail": message}
+        media_type = "application/problem+json"
+    else:
+        body = {"message": message}
+        media_type = "application/json"
+    if options.expose_codes:
+        body["code"] = code
+    body["correlation_id"] = cid
+    if errors:
+        body["errors"] = list(errors)
+    return orjson.dumps(body), media_type
+
+
+def _response(
+    request: Request,
+    *,
+    http_code: int,
+    message: str,
+    code: int,
+    errors: Sequence[dict[str, Any]] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    content, media_type = error_body(
+        http_code=http_code,
+        message=message,
+        code=code,
+        options=_options(request.app),
+        errors=errors,
+    )
+    return Response(content, status_code=http_code, media_type=media_type, headers=headers)
+
+
+def _log_app_exception(exc: AppException) -> None:
+    extras: dict[str, Any] = {
+        "internal_code": exc.internal_code,
+        "http_code": exc.http_code,
+        "external_message": exc.external_message,
+        **exc.context,
+    }
+    if exc.http_code >= 500:
+        logger.opt(exception=exc).log(exc.log_level, "{}", exc.internal_message, **extras)
+    else:
+        extras["_exception"] = exception_summary(exc)
+        logger.log(exc.log_level, "{}", exc.internal_message, **extras)
+
+
+async def app_exception_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, AppException)
+    _log_app_exception(exc)
+    _observe(request.app, type(exc).__name__, exc.internal_code, exc.http_code)
+    return _response(
+        request, http_code=exc.http_code, message=exc.external_message, code=exc.internal_code
+    )
+
+
+def _safe_loc(loc: Any) -> list[str | int]:
+    parts = loc if isinstance(loc, list | tuple) else [loc]
+    return [p if isinstance(p, int) else str(p)[:_MAX_LOC_CHARS] for p in parts]
+
+
+async def validation_exception_handler(request: Request, exc: Exception) -> Response:
+    """422 listing where and what kind of error, never the input or the validator's message."""
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {"loc": _safe_loc(err.get("loc", ())), "type": str(err.get("type", "value_error"))[:64]}
+        for err in exc.errors()[:_MAX_VALIDATION_ERRORS]
+    ]
+    error = InvalidRequest(f"{len(exc.errors())} validation error(s)")
+    logger.log(
+        error.log_level,
+        "{}",
+        error.internal_message,
+        internal_code=error.internal_code,
+        http_code=error.http_code,
+        external_message=error.external_message,
+        errors=errors,
+        _exception=exception_summary(error),
+    )
+    _observe(request.app, type(error).__name__, error.internal_code, error.http_code)
+    return _response(
+        request,
+        http_code=error.http_code,
+        message=error.external_message,
+        code=error.internal_code,
+        errors=errors,
+    )
+
+
+async def http_exception_handler(request: Request, exc: Exception) -> Response:
+    """Starlette/FastAPI ``HTTPException`` (router 404/405 included) in the same envelope."""
+    assert isinstance(exc, StarletteHTTPException)
+    status = exc.status_code
+    kind: type[AppException] | None = {404: RouteNotFound, 405: MethodNotAllowed}.get(status)
+    if kind is not None and exc.detail == HTTPStatus(status).phrase:
+        message, code, level, name = (
+            kind.external_message,
+            kind.internal_code,
+            kind.log_level,
+            kind.__name__,
+        )
+    else:
+        # Raised by application code: its detail is meant for the client.
+        try:
+            phrase = HTTPStatus(status).phrase
+        except ValueError:
+            phrase = "Error"
+        message = exc.detail if isinstance(exc.detail, str) else phrase
+        code = 10000 + status if 100 <= status <= 999 else 10000
+        level = "ERROR" if status >= 500 else "WARNING"
+        name = "HTTPException"
+    logger.log(
+        level,
+        "{}",
+        f"HTTP {status} {message}",
+        internal_code=code,
+        http_code=status,
+        _exception={"type": name, "value": message},
+    )
+    _observe(request.app, name, code, status)
+    if status in (204, 304):
+        return Response(status_code=status, headers=exc.headers)
+    return _response(request, http_code=status, message=message, code=code, headers=exc.headers)
+
+
+def _log_unhandled(exc: BaseException) -> None:
+    logger.opt(exception=exc).error(
+        "Unhandled {}", type(exc).__name__, internal_code=AppException.internal_code, http_code=500
+    )
+
+
+async def server_error_handler(request: Request, exc: Exception) -> Response:
+    """Last resort inside ``ServerErrorMiddleware`` (outside user middleware): stamp the ID."""
+    _log_unhandled(exc)
+    _observe(request.app, type(exc).__name__, AppException.internal_code, 500)
+    options = _options(request.app)
+    response = _response(
+        request, http_code=500, message=INTERNAL_ERROR_MESSAGE, code=AppException.internal_code
+    )
+    cid = get_correlation_id()
+    if cid:
+        response.headers[options.header_name] = cid
+    return response
+
+
+class CatchAllMiddleware:
+    """Answers unhandled exceptions with the 500 envelope, inside the correlation middleware."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except Exception as exc:
+            _log_unhandled(exc)
+            app = scope.get("app")
+            _observe(app, type(exc).__name__, AppException.internal_code, 500)
+            if started:
+                # Too late for a 500: the status line is gone. Close the stream; the client
+                # sees a truncated response. Re-raising would log the traceback twice.
+                return
+            content, media_type = error_body(
+                http_code=500,
+                message=INTERNAL_ERROR_MESSAGE,
+                code=AppException.internal_code,
+                options=_options(app),
+            )
+            await Response(content, status_code=500, media_type=media_type)(scope, receive, send)
+
+
+def add_exception_handlers(
+    app: FastAPI,
+    *,
+    expose_codes: bool = True,
+    problem_json: bool = False,
+    header_name: str = DEFAULT_HEADER,
+) -> None:
+    """Register foundation's handlers and the catch-all on ``app``.
+
+    Call before adding the correlation-ID middleware (``foundation.setup`` does this in order):
+    middleware added later wraps what was added earlier.
+    """
+    app.state.foundation_errors = ErrorOptions(
+        expose_codes=expose_codes, problem_json=problem_json, header_name=header_name
+    )
+    app.add_exception_handler(AppException, app_exception_handler)
+    app.add_exception_handler(RequestValidationError, validation_exception_handler)
+    app.add_exception_handler(StarletteHTTPException, http_exception_handler)
+    app.add_exception_handler(Exception, server_error_handler)
+    app.add_middleware(CatchAllMiddleware)

@@ -1,0 +1,518 @@
+"""Loguru, configured (not wrapped) to write flat JSON lines (contract 1 in DESIGN.md).
+
+Users keep ``from loguru import logger``. ``configure_logging`` installs:
+
+- a patcher that puts the current correlation ID into every record's ``extra``;
+- a file sink ``<log_dir>/<service>.jsonl`` (``<service>-<pid>.jsonl`` when several worker
+  processes share a directory: one rotating file per process, so no process renames a file
+  another is appending to) with rotation, retention and compression;
+- a stdout sink: the same JSON lines when stdout is not a terminal, readable colours when it is;
+- interception of stdlib ``logging`` (uvicorn, SQLAlchemy, third parties) into those sinks.
+
+A record becomes a line through a pipeline of small steps: core keys in a fixed order, extras
+flattened (private ``_`` keys dropped, names that would overwrite a core key renamed),
+sensitive names redacted, long values capped, foreign objects coerced, then orjson with compact
+separators and an escape pass so that no line separator, C1 control or bidi override reaches the
+file raw. The JSON is computed once per record and shared by every JSON sink.
+
+Durability: sinks are line-buffered and synchronous (Loguru's ``enqueue=True`` costs 4-5x in
+throughput and loses queued records on SIGTERM), so a record is in the kernel when the logging call
+returns. A sink that fails (disk full, unwritable directory) never fails the application: the
+record is dropped, counted, and a rate-limited warning naming the path goes to stderr, never the
+record's content.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import multiprocessing
+import os
+import re
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+import orjson
+from asgi_correlation_id import correlation_id
+from loguru import logger
+
+if TYPE_CHECKING:
+    from loguru import Message, Record
+
+DEFAULT_REDACT = (
+    "password",
+    "passwd",
+    "secret",
+    "token",
+    "authorization",
+    "cookie",
+    "api_key",
+    "apikey",
+    "private_key",
+    "credential",
+)
+REDACTED = "[REDACTED]"
+DEFAULT_MAX_FIELD_CHARS = 8192
+DEFAULT_MAX_TRACEBACK_CHARS = 65536
+_MAX_DEPTH = 6
+_MAX_ITEMS = 100
+
+# Contract 1: the fixed order of the known keys.
+_CORE_KEYS = ("ts", "level", "correlation_id", "message", "service", "logger", "function", "line")
+_ERROR_KEYS = ("internal_code", "http_code")
+_ACCESS_KEYS = ("method", "path", "route", "status", "duration_ms")
+_RESERVED = frozenset((*_CORE_KEYS, *_ERROR_KEYS, "exception", *_ACCESS_KEYS))
+
+# Characters that JSON allows raw but that split lines (U+2028/2029, NEL) for some readers or
+# drive terminals (C1 controls incl. 0x9b CSI, bidi overrides): escaped as \\uXXXX. Matched on
+# the UTF-8 bytes orjson produces, only when the line is not pure ASCII.
+_UNSAFE_UTF8 = re.compile(
+    rb"\xc2[\x80-\x9f]|\xe2\x80[\x8e\x8f\xa8-\xae]|\xe2\x81[\xa6-\xa9]|\xd8\x9c|\xef\xbb\xbf"
+)
+
+
+def _escape_unsafe(match: re.Match[bytes]) -> bytes:
+    return b"\\u%04x" % ord(match.group().decode())
+
+
+def _truncate(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}…[truncated {len(text) - limit} chars]"
+
+
+def _fallback_text(value: object, limit: int) -> str:
+    try:
+        text = repr(value)
+    except Exception:  # a broken __repr__ must not cost the record
+        text = f"<unrepresentable {type(value).__name__}>"
+    return _truncate(text, limit)
+
+
+@dataclass(slots=True)
+class JsonRenderer:
+    """Turns a Loguru record into one schema-v1 JSON line (with its trailing ``\\n``)."""
+
+    service: str | None = None
+    redact: Iterable[str] = DEFAULT_REDACT
+    max_field_chars: int = DEFAULT_MAX_FIELD_CHARS
+    max_traceback_chars: int = DEFAULT_MAX_TRACEBACK_CHARS
+    _patterns: tuple[str, ...] = field(init=False, default=())
+    _sensitive: dict[str, bool] = field(init=False, default_factory=dict)
+    _second: tuple[int, str] = field(init=False, default=(-1, ""))
+
+    def __post_init__(self) -> None:
+        self._patterns = tuple(p.lower().replace("-", "_") for p in self.redact)
+
+    # -- steps of the pipeline ------------------------------------------------------------
+
+    def timestamp(self, moment: datetime) -> str:
+        """RFC 3339 UTC with microseconds; the formatting of the second is cached."""
+        second = int(moment.timestamp())
+        cached_second, prefix = self._second
+        if second != cached_second:
+            prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = (second, prefix)
+        return f"{prefix}.{moment.microsecond:06d}Z"
+
+    def is_sensitive(self, key: str) -> bool:
+        known = self._sensitive.get(key)
+        if known is None:
+            folded = key.lower().replace("-", "_")
+            known = any(p in folded for p in self._patterns)
+            if len(self._sensitive) < 4096:
+                self._sensitive[key] = known
+        return known
+
+    def clean(self, key: str, value: Any, depth: int = 0) -> Any:
+        """Redact, cap and coerce one value (recursing into containers, bounded)."""
+        if key and self.is_sensitive(key):
+            return REDACTED
+        kind = type(value)
+        if kind is str:
+            return (
+                value
+                if len(value) <= self.max_field_chars
+                else _truncate(value, self.max_field_chars)
+            )
+        if value is None or kind is bool or kind is int:
+            return value
+        if kind is float:
+            return value if math.isfinite(value) else str(value)
+        if depth >= _MAX_DEPTH:
+            return _fallback_text(value, self.max_field_chars)
+        if isinstance(value, Mapping):
+            return {
+                str(k): self.clean(str(k), v, depth + 1)
+                for k, v in list(value.items())[:_MAX_ITEMS]
+            }
+        if isinstance(value, list | tuple | set | frozenset):
+            return [self.clean("", v, depth + 1) for v in list(value)[:_MAX_ITEMS]]
+        return value  # orjson handles datetimes, UUIDs, enums, dataclasses; default() the rest
+
+    def exception(self, record: Record) -> dict[str, str] | None:
+        info = record["exception"]
+        if info is None:
+            summary = record["extra"].get("_exception")
+            return summary if isinstance(summary, dict) else None
+        kind, value, tb = info
+        type_name = kind.__name__ if kind is not None else "Exception"
+        text = "".join(traceback.format_exception(kind, value, tb)) if kind is not None else ""
+        return {
+            "type": type_name,
+            "value": _truncate(_safe_str(value), self.max_field_chars),
+            "traceback": _truncate(text, self.max_traceback_chars),
+        }
+
+    def fields(self, record: Record) -> dict[str, Any]:
+        extra = record["extra"]
+        out: dict[str, Any] = {
+            "ts": self.timestamp(record["time"]),
+            "level": record["level"].name,
+        }
+        cid = extra.get("correlation_id")
+        if cid:
+            out["correlation_id"] = cid
+        message = record["message"]
+        out["message"] = (
+            message
+            if len(message) <= self.max_field_chars
+            else _truncate(message, self.max_field_chars)
+        )
+        if self.service:
+            out["service"] = self.service
+        out["logger"] = record["name"]
+        out["function"] = record["function"]
+        out["line"] = record["line"]
+        if len(extra) > 1 or record["exception"] is not None:
+            for key in _ERROR_KEYS:
+                if key in extra:
+                    out[key] = self.clean(key, extra[key])
+            exc = self.exception(record)
+            if exc is not None:
+                out["exception"] = exc
+            for key in _ACCESS_KEYS:
+                if key in extra:
+                    out[key] = self.clean(key, extra[key])
+            for key, value in extra.items():
+                if key in _RESERVED or key[:1] == "_":
+                    continue
+                name = key if key not in out else f"extra_{key}"
+                out[name] = self.clean(key, value)
+        return out
+
+    def serialize(self, out: dict[str, Any]) -> bytes:
+        try:
+            data = orjson.dumps(out, default=self._default, option=orjson.OPT_NON_STR_KEYS)
+        except (TypeError, orjson.JSONEncodeError):
+            # Lone surrogates, or an object whose serialisation failed: coerce every string.
+            data = orjson.dumps(_scrub(out, self.max_field_chars))
+        if not data.isascii():
+            data = _UNSAFE_UTF8.sub(_escape_unsafe, data)
+        return data
+
+    def _default(self, value: object) -> str:
+        return _fallback_text(value, self.max_field_chars)
+
+    def render(self, record: Record) -> str:
+        return self.serialize(self.fields(record)).decode() + "\n"
+
+    # -- Loguru glue ----------------------------------------------------------------------
+
+    def format(self, record: Record) -> str:
+        """A Loguru ``format`` callable: renders once per record, shared by every JSON sink."""
+        extra = record["extra"]
+        if "_json" not in extra:
+            try:
+                extra["_json"] = self.render(record)
+            except Exception as exc:  # never lose the record to a rendering bug
+                extra["_json"] = (
+                    orjson.dumps(
+                        {
+                            "ts": self.timestamp(record["time"]),
+                            "level": record["level"].name,
+                            "message": _truncate(
+                                _safe_str(record["message"]), self.max_field_chars
+                            ),
+                            "logger": record["name"],
+                            "render_error": _fallback_text(exc, 500),
+                        }
+                    ).decode()
+                    + "\n"
+                )
+        return "{extra[_json]}"
+
+
+def _safe_str(value: object) -> str:
+    try:
+        return str(value)
+    except Exception:
+        return f"<unprintable {type(value).__name__}>"
+
+
+def _scrub(value: Any, limit: int, depth: int = 0) -> Any:
+    """Last-resort coercion: plain JSON types only, strings re-encoded without surrogates."""
+    if isinstance(value, str):
+        return _truncate(value.encode("utf-8", "backslashreplace").decode("utf-8"), limit)
+    if value is None or isinstance(value, bool | int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if depth < _MAX_DEPTH and isinstance(value, dict):
+        return {_scrub(str(k), limit): _scrub(v, limit, depth + 1) for k, v in value.items()}
+    if depth < _MAX_DEPTH and isinstance(value, list):
+        return [_scrub(v, limit, depth + 1) for v in value]
+    return _scrub(_fallback_text(value, limit), limit)
+
+
+def _human_format(record: Record) -> str:
+    """Readable, coloured lines for a terminal (values come from the record, never the template)."""
+    head = "<green>{time:HH:mm:ss.SSS}</green> <level>{level: <8}</level> "
+    if record["extra"].get("correlation_id"):
+        head += "<cyan>{extra[correlation_id]:.8}</cyan> "
+    head += "<level>{message}</level>"
+    extra = record["extra"]
+    if "status" in extra and "duration_ms" in extra:
+        head += (
+            " <dim>{extra[method]} {extra[path]} → {extra[status]} ({extra[duration_ms]} ms)</dim>"
+        )
+    elif "internal_code" in extra:
+        head += " <dim>code={extra[internal_code]}</dim>"
+    return head + "\n{exception}"
+
+
+def _add_correlation_id(record: Record) -> None:
+    extra = record["extra"]
+    if "correlation_id" not in extra:
+        cid = correlation_id.get()
+        if cid is not None:
+            extra["correlation_id"] = cid
+
+
+class _GuardedSink:
+    """A sink that never raises into the application.
+
+    Loguru's own error path prints the whole record (extras included) to stderr; secrets bound
+    in ``extra`` would leak there, so write errors are caught here, counted, and reported by a
+    rate-limited one-line warning that names the target and the error only.
+    """
+
+    def __init__(self, target: Any, name: str, *, warn_every: float = 60.0) -> None:
+        self._target = target
+        self.name = name
+        self._warn_every = warn_every
+        self._last_warning = -math.inf
+        self.dropped = 0
+        self._lock = threading.Lock()
+
+    def write(self, message: Message | str) -> None:
+        try:
+            self._target.write(message)
+            if self._target is sys.stdout or self._target is sys.stderr:
+                self._target.flush()
+        except Exception as exc:
+            self._dropped(exc)
+
+    def _dropped(self, exc: Exception) -> None:
+        with self._lock:
+            self.dropped += 1
+            now = time.monotonic()
+            if now - self._last_warning < self._warn_every:
+                return
+            self._last_warning = now
+            count = self.dropped
+        stderr = sys.__stderr__
+        if stderr is None:
+            return
+        try:
+            stderr.write(
+                f"foundation: cannot write logs to {self.name}: {type(exc).__name__}: {exc}; "
+                f"{count} record(s) dropped so far (requests are not affected; "
+                "check the log directory's permissions and free space)\n"
+            )
+        except Exception:  # stderr itself is gone: nothing left to tell
+            return
+
+    def stop(self) -> None:
+        stop = getattr(self._target, "stop", None)
+        if callable(stop):
+            try:
+                stop()
+            except Exception as exc:
+                self._dropped(exc)
+
+
+class _InterceptHandler(logging.Handler):
+    """Routes stdlib ``logging`` records into Loguru, keeping their logger name and location."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            level: str | int = logger.level(record.levelname).name
+        except ValueError:
+            level = record.levelno
+        try:
+            message = record.getMessage()
+        except Exception:
+            message = _safe_str(record.msg)
+
+        def origin(loguru_record: Record) -> None:
+            loguru_record["name"] = record.name
+            loguru_record["function"] = record.funcName
+            loguru_record["line"] = record.lineno
+
+        logger.patch(origin).opt(exception=record.exc_info).log(level, "{}", message)
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingConfig:
+    """What ``configure_logging`` installed: where the file goes and how to inspect the sinks."""
+
+    service: str
+    log_file: Path | None
+    handler_ids: tuple[int, ...]
+    sinks: tuple[_GuardedSink, ...]
+    renderer: JsonRenderer
+
+    @property
+    def dropped_records(self) -> int:
+        """Records that a sink could not write (disk full, unwritable directory)."""
+        return sum(sink.dropped for sink in self.sinks)
+
+
+_installed: list[LoggingConfig] = []
+
+
+def current_logging() -> LoggingConfig | None:
+    """The configuration installed by the last ``configure_logging`` call, if any."""
+    return _installed[-1] if _installed else None
+
+
+def _several_workers(env: Mapping[str, str]) -> bool:
+    """Whether this process is one of several workers sharing the log directory."""
+    if multiprocessing.parent_process() is not None:  # uvicorn --workers spawns workers this way
+        return True
+    try:
+        if int(env.get("WEB_CONCURRENCY", "1")) > 1:
+            return True
+    except ValueError:
+        pass
+    return "gunicorn" in env.get("SERVER_SOFTWARE", "") or "gunicorn" in Path(sys.argv[0]).name
+
+
+def configure_logging(
+    *,
+    service: str,
+    log_dir: str | os.PathLike[str] | None = "var/log",
+    log_level: str | int = "INFO",
+    log_stdout: bool = True,
+    stdout_json: bool | None = None,
+    rotation: str | int | None = "100 MB",
+    retention: str | int | None = "14 days",
+    compression: str | None = "gz",
+    per_process: bool | None = None,
+    redact: Iterable[str] = DEFAULT_REDACT,
+    max_field_chars: int = DEFAULT_MAX_FIELD_CHARS,
+    intercept_stdlib: bool = True,
+    stdout: TextIO | None = None,
+    env: Mapping[str, str] | None = None,
+) -> LoggingConfig:
+    """Configure Loguru for this process (replacing its handlers) and return what was installed.
+
+    ``log_dir=None`` disables the file sink. ``stdout_json=None`` picks JSON when stdout is not a
+    terminal. ``per_process=None`` detects several workers (uvicorn ``--workers``, gunicorn,
+    ``WEB_CONCURRENCY``) and then writes ``<service>-<pid>.jsonl``.
+    """
+    from loguru._file_sink import FileSink  # Loguru's rotating file, wrapped by _GuardedSink
+
+    env = os.environ if env is None else env
+    renderer = JsonRenderer(service=service, redact=tuple(redact), max_field_chars=max_field_chars)
+    logger.remove()
+    logger.configure(patcher=_add_correlation_id, extra={})
+    handler_ids: list[int] = []
+    sinks: list[_GuardedSink] = []
+    log_file: Path | None = None
+
+    if log_dir is not None:
+        several = _several_workers(env) if per_process is None else per_process
+        name = f"{service}-{os.getpid()}.jsonl" if several else f"{service}.jsonl"
+        log_file = Path(log_dir) / name
+        file_sink = FileSink(  # type: ignore[no-untyped-call]
+            str(log_file),
+            rotation=rotation,
+            retention=retention,
+            compression=compression,
+            delay=True,  # opened at the first record, inside the guard: a bad directory never
+            buffering=1,  # fails start-up; line buffering puts every record in the kernel at once
+            encoding="utf-8",
+        )
+        guarded = _GuardedSink(file_sink, str(log_file))
+        sinks.append(guarded)
+        handler_ids.append(
+            logger.add(
+                guarded,
+                level=log_level,
+                format=renderer.format,
+                colorize=False,
+                backtrace=False,
+                diagnose=False,
+                catch=True,
+            )
+        )
+
+    if log_stdout:
+        stream = stdout if stdout is not None else sys.stdout
+        is_tty = bool(getattr(stream, "isatty", lambda: False)())
+        use_json = (not is_tty) if stdout_json is None else stdout_json
+        guarded = _GuardedSink(stream, "stdout")
+        sinks.append(guarded)
+        handler_ids.append(
+            logger.add(
+                guarded,
+                level=log_level,
+                format=renderer.format if use_json else _human_format,
+                colorize=not use_json and is_tty and "NO_COLOR" not in env,
+                backtrace=False,
+                diagnose=False,
+                catch=True,
+            )
+        )
+
+    if intercept_stdlib:
+        _intercept_stdlib(log_level)
+
+    config = LoggingConfig(
+        service=service,
+        log_file=log_file,
+        handler_ids=tuple(handler_ids),
+        sinks=tuple(sinks),
+        renderer=renderer,
+    )
+    _installed[:] = [config]
+    return config
+
+
+def _intercept_stdlib(level: str | int) -> None:
+    handler = _InterceptHandler()
+    logging.basicConfig(handlers=[handler], level=0, force=True)
+    # uvicorn and friends install their own handlers: route them to the root (and so to Loguru).
+    for name in list(logging.root.manager.loggerDict):
+        existing = logging.getLogger(name)
+        if existing.handlers:
+            existing.handlers = []
+            existing.propagate = True
+    # foundation writes one access line per request itself; uvicorn's would be a duplicate.
+    logging.getLogger("uvicorn.access").disabled = True
+    numeric = logging.getLevelName(level) if isinstance(level, str) else level
+    logging.root.setLevel(numeric if isinstance(numeric, int) else logging.INFO)
+
+
+def exception_summary(exc: BaseException) -> dict[str, str]:
+    """``{"type", "value"}`` for an exception logged without its traceback (client errors)."""
+    return {"type": type(exc).__name__, "value": _safe_str(exc)}
