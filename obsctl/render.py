@@ -1,0 +1,353 @@
+"""Rendering: analysis results → rich renderables. Returns, never prints.
+
+Log content is hostile until proven otherwise: every string that came from a log line goes
+through :func:`escape` (C0/C1 controls, DEL, bidi overrides and Unicode line separators become
+visible ``\\uXXXX`` escapes) and into a rich ``Text`` (never markup), so a log line can never
+move the cursor, recolour, retitle or reorder the terminal of the person reading it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from rich.console import Group, RenderableType
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from obsctl.analyse import GROUP_FIELDS, ErrorReport, TimelineEntry, Trace, level_rank
+from obsctl.parse import Record
+
+__all__ = [
+    "escape",
+    "render_error_report",
+    "render_record",
+    "render_timeline_entry",
+    "render_trace",
+]
+
+
+def _escape_table() -> dict[int, str]:
+    table: dict[int, str] = {}
+    for code in (*range(0x20), 0x7F, *range(0x80, 0xA0)):
+        table[code] = f"\\u{code:04x}"
+    table.update({0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r"})
+    for code in (0x061C, 0x200E, 0x200F, 0x2028, 0x2029, 0xFEFF, *range(0x202A, 0x202F)):
+        table[code] = f"\\u{code:04x}"
+    for code in range(0x2066, 0x206A):
+        table[code] = f"\\u{code:04x}"
+    return table
+
+
+_ESCAPES = _escape_table()
+_MAX_CELL = 2000
+
+
+def escape(value: object, *, limit: int | None = _MAX_CELL) -> str:
+    """Text safe for a terminal: controls, bidi and line separators as visible escapes; long
+    values cut at ``limit`` characters with a marker saying how much was cut."""
+    text = value if isinstance(value, str) else _compact(value)
+    if limit is not None and len(text) > limit:
+        text = f"{text[:limit]}… [{len(text) - limit} more chars]"
+    return text.translate(_ESCAPES)
+
+
+def _compact(value: object) -> str:
+    if value is None:
+        return ""
+    try:
+        return orjson.dumps(value, default=str).decode()
+    except TypeError:
+        return str(value)
+
+
+_LEVEL_STYLES = {
+    "CRITICAL": "bold white on red",
+    "ERROR": "bold red",
+    "WARNING": "yellow",
+    "SUCCESS": "green",
+    "INFO": "cyan",
+    "DEBUG": "dim",
+    "TRACE": "dim",
+}
+
+
+def _level(level: str) -> Text:
+    return Text(escape(level or "-", limit=12), style=_LEVEL_STYLES.get(level, ""))
+
+
+def _time(ts: str) -> str:
+    """``2026-11-26 02:11:52.123`` from the log's RFC 3339 time (as written when unparseable)."""
+    try:
+        moment = datetime.fromisoformat(ts)
+    except ValueError:
+        return escape(ts, limit=40)
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "?"
+    if value >= 10_000:
+        return f"+{value / 1000:,.1f} s"
+    return f"+{value:,.1f} ms"
+
+
+def _extras_text(extras: dict[str, Any]) -> Text:
+    parts = [f"{escape(k, limit=64)}={escape(v, limit=200)}" for k, v in extras.items()]
+    return Text("  ".join(parts), style="dim")
+
+
+def _exception_line(exc: dict[str, Any] | None) -> Text | None:
+    if not exc:
+        return None
+    kind = escape(exc.get("type") or "Exception", limit=200)
+    value = exc.get("value")
+    tail = f": {escape(value, limit=500)}" if value not in (None, "") else ""
+    return Text(f"{kind}{tail}", style="red")
+
+
+def _traceback(exc: dict[str, Any] | None) -> Text | None:
+    if not exc:
+        return None
+    tb = exc.get("traceback")
+    if not isinstance(tb, str) or not tb.strip():
+        return None
+    lines = tb.rstrip("\n").split("\n")
+    if len(lines) > 60:
+        lines = [*lines[:20], f"… {len(lines) - 40} lines …", *lines[-20:]]
+    return Text("\n".join(escape(line, limit=400) for line in lines))
+
+
+# ---------------------------------------------------------------------------------------- trace
+
+
+def render_trace(trace: Trace) -> RenderableType:
+    """The summary panel (with the plain-words sentence), then the timeline, then tracebacks."""
+    return Group(_summary_panel(trace), _timeline_table(trace.timeline), *_traceback_panels(trace))
+
+
+def _summary_panel(trace: Trace) -> Panel:
+    s = trace.summary
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column()
+
+    def row(label: str, value: str | Text | None) -> None:
+        if value is None or value == "":
+            return
+        grid.add_row(label, value if isinstance(value, Text) else Text(value))
+
+    sources = ", ".join(escape(name.rsplit("/", 1)[-1], limit=80) for name in s.sources)
+    span = f"{_time(s.first_ts)} → {_time(s.last_ts)} UTC"
+    row("when", span)
+    row("lines", f"{s.lines} in {sources}" if sources else str(s.lines))
+    row("service", escape(s.service, limit=200) if s.service else None)
+    if s.endpoint:
+        route = f"  (route {escape(s.route, limit=200)})" if s.route and s.route != s.path else ""
+        row("endpoint", f"{escape(s.endpoint, limit=300)}{route}")
+    if s.status is not None:
+        took = f" in {_ms(s.duration_ms)[1:]}" if s.duration_ms is not None else ""
+        row("status", Text(f"{s.status}{took}", style=_status_style(s.status)))
+    if s.internal_code is not None or s.http_code is not None:
+        code = f"code {s.internal_code}" if s.internal_code is not None else "no code"
+        http = f" (HTTP {s.http_code})" if s.http_code is not None else ""
+        external = f": {escape(s.external_message, limit=500)}" if s.external_message else ""
+        row("error", Text(f"{code}{http}{external}", style="red"))
+    if s.internal_message:
+        row("internal", escape(s.internal_message, limit=500))
+    if s.exception_type:
+        value = f": {escape(s.exception_value, limit=500)}" if s.exception_value else ""
+        row("exception", Text(f"{escape(s.exception_type, limit=200)}{value}", style="red"))
+    sentence = Text(escape(s.plain_words(), limit=1000), style="bold")
+    style = _status_style(s.status) if s.status is not None else "yellow"
+    if level_rank(s.worst_level) >= 40:
+        style = "red"
+    return Panel(
+        Group(sentence, Text(""), grid),
+        title=Text(f"trace {escape(s.correlation_id, limit=80)}"),
+        title_align="left",
+        border_style=style,
+    )
+
+
+def _status_style(status: int) -> str:
+    if status >= 500:
+        return "red"
+    if status >= 400:
+        return "yellow"
+    return "green"
+
+
+def _timeline_table(entries: Iterable[TimelineEntry]) -> Table:
+    table = Table(title="timeline", title_justify="left", expand=False, show_lines=False)
+    table.add_column("offset", justify="right", no_wrap=True)
+    table.add_column("level", no_wrap=True)
+    table.add_column("logger", overflow="fold")
+    table.add_column("message", overflow="fold")
+    for entry in entries:
+        table.add_row(
+            Text(_ms(entry.offset_ms)),
+            _level(entry.record.level),
+            Text(escape(entry.record.logger, limit=80)),
+            _message_cell(entry.record, entry.extras),
+        )
+    return table
+
+
+def _message_cell(record: Record, extras: dict[str, Any]) -> Text:
+    cell = Text(escape(record.message))
+    if extras:
+        cell.append("\n")
+        cell.append_text(_extras_text(extras))
+    exc = _exception_line(record.exception)
+    if exc is not None:
+        cell.append("\n")
+        cell.append_text(exc)
+    return cell
+
+
+def _traceback_panels(trace: Trace) -> list[Panel]:
+    panels = []
+    for entry in trace.timeline:
+        tb = _traceback(entry.record.exception)
+        if tb is not None:
+            panels.append(
+                Panel(tb, title=Text(f"traceback at {_ms(entry.offset_ms)}"), border_style="red")
+            )
+    return panels
+
+
+def render_timeline_entry(entry: TimelineEntry) -> Text:
+    """One timeline row as a single line (``trace --follow`` prints rows as they arrive)."""
+    line = Text(f"{_ms(entry.offset_ms):>12} ")
+    line.append_text(_level(entry.record.level))
+    line.append(f" {escape(entry.record.logger, limit=80)}: ", style="dim")
+    line.append_text(_message_cell(entry.record, entry.extras))
+    return line
+
+
+# ---------------------------------------------------------------------------------- errors top
+
+_SPARKS = " ▁▂▃▄▅▆▇█"
+
+
+def _spark(trend: tuple[int, ...]) -> str:
+    top = max(trend, default=0)
+    if top == 0:
+        return " " * len(trend)
+    return "".join(_SPARKS[0 if n == 0 else max(1, round(n / top * 8))] for n in trend)
+
+
+def _short_time(ts: str) -> str:
+    full = _time(ts)
+    return full[5:19] if len(full) >= 19 else full
+
+
+def render_error_report(report: ErrorReport, *, limit: int | None = None) -> RenderableType:
+    """The ranked table of error groups, with the window and totals as its caption."""
+    label = {"internal_code": "code", "route": "route", "exception": "exception", "status": "HTTP"}
+    table = Table(
+        title=f"errors by {GROUP_FIELDS[report.by] if report.by != 'status' else 'status'}",
+        title_justify="left",
+        caption=(
+            f"{report.total} errors, {_time(report.window_start)[:19]} → "
+            f"{_time(report.window_end)[:19]} UTC; trend in {len(_trend_of(report))} buckets "
+            f"of {_bucket(report.bucket_seconds)}"
+        ),
+        caption_justify="left",
+    )
+    table.add_column(label[report.by], no_wrap=report.by != "route", overflow="fold")
+    table.add_column("count", justify="right")
+    table.add_column("share", justify="right")
+    if report.by != "status":
+        table.add_column("HTTP", justify="right")
+    table.add_column("message", overflow="fold", ratio=3)
+    if report.by != "route":
+        table.add_column("routes", overflow="fold", ratio=2)
+    table.add_column("first / last seen", no_wrap=True)
+    table.add_column("trend", no_wrap=True)
+    table.add_column("sample correlation ID", no_wrap=True)
+    groups = report.groups if limit is None else report.groups[:limit]
+    for group in groups:
+        key = "(none)" if group.key is None else escape(group.key, limit=200)
+        message = Text(escape(group.external_message or "", limit=300))
+        if group.internal_message and group.internal_message != group.external_message:
+            if message:
+                message.append("\n")
+            message.append(escape(group.internal_message, limit=300), style="dim")
+        cells: list[Text] = [
+            Text(key, style="bold"),
+            Text(str(group.count)),
+            Text(f"{group.share:.1%}"),
+        ]
+        if report.by != "status":
+            cells.append(Text(", ".join(str(code) for code, _ in group.http_codes[:3])))
+        cells.append(message)
+        if report.by != "route":
+            routes = [f"{escape(r, limit=120)} ×{n}" for r, n in group.routes[:3]]
+            if len(group.routes) > 3:
+                routes.append(f"+{len(group.routes) - 3} more")
+            cells.append(Text("\n".join(routes)))
+        cells.append(Text(f"{_short_time(group.first_seen)}\n{_short_time(group.last_seen)}"))
+        cells.append(Text(_spark(group.trend), style="red"))
+        cells.append(Text(escape(group.sample_correlation_id or "-", limit=80)))
+        table.add_row(*cells)
+    if limit is not None and len(report.groups) > limit:
+        rest = sum(g.count for g in report.groups[limit:])
+        more = Text(
+            f"{len(report.groups) - limit} more groups ({rest} errors): raise --limit to see them",
+            style="dim",
+        )
+        return Group(table, more)
+    return table
+
+
+def _trend_of(report: ErrorReport) -> tuple[int, ...]:
+    return report.groups[0].trend if report.groups else ()
+
+
+def _bucket(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} d"
+
+
+# ---------------------------------------------------------------------------------------- tail
+
+
+def render_record(record: Record) -> Text:
+    """One readable line for ``tail``: time, level, short ID, logger, message, extras, error."""
+    line = Text(_time(record.ts) if record.ts else "-", style="dim")
+    line.append(" ")
+    level = _level(record.level)
+    level.pad_right(max(0, 8 - len(level)))
+    line.append_text(level)
+    cid = record.correlation_id
+    line.append(f" {escape(cid[:8], limit=8) if cid else '-':<8} ", style="magenta")
+    if record.logger:
+        line.append(f"{escape(record.logger, limit=80)}: ", style="dim")
+    line.append(escape(record.message))
+    extras = {
+        k: v
+        for k, v in record.data.items()
+        if k not in {"ts", "level", "correlation_id", "message", "logger", "exception"}
+        and k not in {"function", "line", "service"}
+    }
+    if extras:
+        line.append("  ")
+        line.append_text(_extras_text(extras))
+    exc = _exception_line(record.exception)
+    if exc is not None:
+        line.append("  ")
+        line.append_text(exc)
+    return line
