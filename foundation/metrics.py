@@ -103,11 +103,15 @@ class TransactionObserver(Protocol):
     def __call__(self, outcome: str, seconds: float) -> None: ...
 
 
+class _ObserverList(Protocol):
+    def append(self, observer: TransactionObserver, /) -> None: ...
+
+
 class HasTransactionObservers(Protocol):
-    """What ``install_metrics(database=...)`` needs of a database: its observer list."""
+    """What ``install_metrics(database=...)`` needs of a database (``foundation.Database``)."""
 
     @property
-    def transaction_observers(self) -> list[Callable[[str, float], None]]: ...
+    def transaction_observers(self) -> _ObserverList: ...
 
 
 class MultiprocessConfigError(RuntimeError):
