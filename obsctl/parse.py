@@ -253,13 +253,16 @@ def _load(line: bytes) -> tuple[object, bool] | str:
     return CORRUPT
 
 
-def parse_line_checked(raw: bytes) -> tuple[Record | None, str | None]:
+def parse_line_checked(
+    raw: bytes, *, source: str = "", offset: int = 0, seq: int = 0
+) -> tuple[Record | None, str | None]:
     """Parse one line; return ``(record, None)``, ``(None, reason)`` or ``(None, None)`` for blank.
 
     ``raw`` may end with ``\\n``/``\\r\\n``. A leading run of NUL bytes (a zero-filled tail after a
     crash, then new writes) is dropped and the rest parsed; a line of only NULs is refused.
     Reasons: ``"corrupt"``, ``"non-UTF-8"``, ``"not a log record"``, ``"NUL-filled"``,
-    ``"oversized"`` (more than :data:`MAX_LINE_BYTES`).
+    ``"oversized"`` (more than :data:`MAX_LINE_BYTES`). ``source``/``offset``/``seq`` are copied
+    into the record (where it came from, and a tie-breaker for stable time ordering).
     """
     line = raw.rstrip(b"\r\n")
     if line[:1] == b"\x00":
@@ -277,13 +280,13 @@ def parse_line_checked(raw: bytes) -> tuple[Record | None, str | None]:
     if not isinstance(doc, dict):
         return None, NOT_RECORD
     if "record" in doc and "text" in doc and isinstance(doc["record"], dict):
-        return Record(_from_native(doc), raw=line, strict=False), None
+        return Record(_from_native(doc), line, False, source, offset, seq), None
     ordered = doc
     level = doc.get("level")
     if isinstance(level, str) and not level.isupper():
         ordered = dict(doc)
         ordered["level"] = level.upper()
-    return Record(ordered, raw=line, strict=strict), None
+    return Record(ordered, line, strict, source, offset, seq), None
 
 
 def parse_line(raw: bytes) -> Record | None:

@@ -1,0 +1,578 @@
+"""Scanning log files fast: byte search first, JSON parsing only for the lines that can match.
+
+* :func:`find_trace_records` — every record whose line contains the ID (or ID prefix);
+* :func:`collect_errors` — an :class:`~obsctl.analyse.ErrorAccumulator` fed with the lines that
+  contain ``"level":"ERROR"``/``"level":"CRITICAL"`` (the writer's compact separators make this
+  exact), each joined with its request's access line for the route;
+* :func:`last_records` — the last N records matching a filter, reading plain files backwards;
+* :class:`Follower` — new complete lines of a set of paths, across rotation and truncation.
+
+Large inputs are cut into tasks (files, or byte ranges of a big plain file cut at line starts)
+that run on every core with fork-started worker processes; results merge in the parent.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from obsctl.analyse import ACCESS_MESSAGE, ErrorAccumulator, RecordFilter, level_rank, route_of
+from obsctl.files import BLOCK_BYTES, Damage, LogFile, expand_paths, iter_blocks
+from obsctl.parse import Record, parse_line_checked
+
+__all__ = [
+    "Follower",
+    "Task",
+    "collect_errors",
+    "find_trace_records",
+    "last_records",
+    "plan_tasks",
+]
+
+#: Below this many bytes in total, everything runs in this process (forking costs ~10 ms).
+PARALLEL_MIN_BYTES = 48 << 20
+#: Byte ranges of one plain file are at least this large.
+MIN_PIECE_BYTES = 32 << 20
+#: How far around an error line its request's access line is looked for.
+ACCESS_WINDOW = 64 << 10
+
+Progress = Callable[[int], None]
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """Part of the input: a whole file, or ``[start, end)`` of a plain file (line-aligned)."""
+
+    log: LogFile
+    start: int = 0
+    end: int | None = None
+    index: int = 0
+
+    @property
+    def size(self) -> int:
+        if self.end is None:
+            return self.log.size - self.start
+        return self.end - self.start
+
+
+def _workers() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _next_line_start(path: str, offset: int) -> int:
+    """The offset of the first line that starts at or after ``offset`` (EOF if none)."""
+    with open(path, "rb") as handle:
+        handle.seek(offset - 1)
+        position = offset - 1
+        while True:
+            chunk = handle.read(1 << 16)
+            if not chunk:
+                return position
+            newline = chunk.find(b"\n")
+            if newline >= 0:
+                return position + newline + 1
+            position += len(chunk)
+
+
+def plan_tasks(logs: Sequence[LogFile], *, workers: int | None = None) -> list[Task]:
+    """Split the input into tasks balanced over ``workers`` processes (cut plain files)."""
+    count = workers or _workers()
+    total = sum(log.size for log in logs)
+    piece = max(MIN_PIECE_BYTES, -(-total // (count * 4)))
+    tasks: list[Task] = []
+    for log in logs:
+        if log.kind != "plain" or count == 1 or log.size < piece * 3 // 2:
+            tasks.append(Task(log, index=len(tasks)))
+            continue
+        start = 0
+        while start < log.size:
+            cut = (
+                _next_line_start(log.path, start + piece) if start + piece < log.size else log.size
+            )
+            end = None if cut >= log.size else cut
+            tasks.append(Task(log, start, end, len(tasks)))
+            if end is None:
+                break
+            start = end
+    return tasks
+
+
+def _run(
+    tasks: Sequence[Task],
+    work: Callable[[Task], T],
+    progress: Progress | None,
+) -> Iterator[T]:
+    """``work`` over every task: in worker processes when it pays, else here. Unordered."""
+    total = sum(t.size for t in tasks)
+    count = min(_workers(), len(tasks))
+    if count < 2 or total < PARALLEL_MIN_BYTES:
+        for task in tasks:
+            yield work(task)
+            if progress is not None:
+                progress(task.size)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else None)
+    # Largest first, so the last task to finish is a small one.
+    ordered = sorted(tasks, key=lambda t: -t.size)
+    with ProcessPoolExecutor(max_workers=count, mp_context=context) as pool:
+        futures = {pool.submit(work, task): task for task in ordered}
+        for future in as_completed(futures):
+            yield future.result()
+            if progress is not None:
+                progress(futures[future].size)
+
+
+def _lines_with(
+    buf: bytearray, lo: int, hi: int, needles: Sequence[bytes]
+) -> Iterator[tuple[int, int]]:
+    """``(start, end)`` of each line in ``buf[lo:hi]`` containing any needle (end at ``\\n``)."""
+    if len(needles) == 1:
+        needle = needles[0]
+        pos = lo
+        while True:
+            hit = buf.find(needle, pos, hi)
+            if hit < 0:
+                return
+            start = buf.rfind(b"\n", lo, hit) + 1
+            end = buf.find(b"\n", hit, hi)
+            yield max(start, lo), end
+            pos = end + 1
+    spans: set[tuple[int, int]] = set()
+    for needle in needles:
+        spans.update(_lines_with(buf, lo, hi, (needle,)))
+    yield from sorted(spans)
+
+
+# ---------------------------------------------------------------------------------------- trace
+
+
+@dataclass
+class TraceHits:
+    """Lines of one task that contain the ID, with the task's damage counts."""
+
+    index: int
+    lines: list[tuple[int, bytes]] = field(default_factory=list)
+    damage: Damage = field(default_factory=Damage)
+
+
+def _trace_task(task: Task, needle: bytes) -> TraceHits:
+    hits = TraceHits(task.index)
+    for buf, lo, hi, base in iter_blocks(task.log, hits.damage, start=task.start, end=task.end):
+        for start, end in _lines_with(buf, lo, hi, (needle,)):
+            hits.lines.append((base + start, bytes(buf[start:end])))
+    return hits
+
+
+class _TraceWork:
+    def __init__(self, needle: bytes) -> None:
+        self.needle = needle
+
+    def __call__(self, task: Task) -> TraceHits:
+        return _trace_task(task, self.needle)
+
+
+def find_trace_records(
+    logs: Sequence[LogFile],
+    query: str,
+    damage: Damage,
+    *,
+    progress: Progress | None = None,
+) -> list[Record]:
+    """Records whose ``correlation_id`` starts with ``query`` (the full ID or a prefix)."""
+    tasks = plan_tasks(logs)
+    records: list[Record] = []
+    for hits in _run(tasks, _TraceWork(query.encode()), progress):
+        damage.merge(hits.damage)
+        source = tasks[hits.index].log.path
+        for offset, line in hits.lines:
+            record, reason = parse_line_checked(
+                line, source=source, offset=offset, seq=(hits.index << 40) + offset
+            )
+            if record is None:
+                if reason is not None:
+                    damage.line(reason, source)
+                continue
+            cid = record.correlation_id
+            if cid is not None and cid.startswith(query):
+                records.append(record)
+    return records
+
+
+# ------------------------------------------------------------------------------------ errors top
+
+_V1_NEEDLES = (b'"level":"ERROR"', b'"level":"CRITICAL"')
+_SPACED_NEEDLES = (b'"level": "ERROR"', b'"level": "CRITICAL"')
+_NATIVE_NEEDLES = (b'"name": "ERROR"', b'"name": "CRITICAL"')
+
+
+def _needles_for(head: bytes) -> tuple[bytes, ...]:
+    """Error pre-filters for a file, from its first bytes (Loguru's native shape or schema v1;
+    a writer using spaced separators still gets exact pre-filters)."""
+    head = head.lstrip(b"\x00 \t\r\n")
+    if head.startswith(b'{"text"'):
+        return _NATIVE_NEEDLES
+    if b'"level": "' in head:
+        return _V1_NEEDLES + _SPACED_NEEDLES
+    return _V1_NEEDLES
+
+
+def _file_head(log: LogFile) -> bytes:
+    damage = Damage()
+    for buf, lo, hi, _ in iter_blocks(log, damage, block_bytes=1 << 16):
+        return bytes(buf[lo : min(hi, lo + 4096)])
+    return b""
+
+
+def _with_access(record: Record, access: Record) -> Record:
+    data = dict(record.data)
+    for key in ("method", "path", "route", "status", "duration_ms"):
+        if key not in data and key in access.data:
+            data[key] = access.data[key]
+    return Record(data, record.raw, record.strict, record.source, record.offset, record.seq)
+
+
+def _access_in(
+    data: bytes | bytearray, cid: bytes, lo: int, hi: int, *, backwards: bool
+) -> Record | None:
+    """The access line (``request finished``) of ``cid`` within ``data[lo:hi]``, if any."""
+    marker = ACCESS_MESSAGE.encode()
+    pos = hi if backwards else lo
+    while True:
+        hit = data.rfind(cid, lo, pos) if backwards else data.find(cid, pos, hi)
+        if hit < 0:
+            return None
+        start = data.rfind(b"\n", lo, hit) + 1
+        end = data.find(b"\n", hit, hi)
+        end = hi if end < 0 else end
+        line = bytes(data[max(start, lo) : end])
+        if marker in line:
+            record, _ = parse_line_checked(line)
+            if record is not None and record.correlation_id == cid.decode():
+                return record
+        if backwards:
+            pos = max(start, lo) - 1
+            if pos <= lo:
+                return None
+        else:
+            pos = end + 1
+
+
+@dataclass
+class ErrorPart:
+    accumulator: ErrorAccumulator
+    damage: Damage = field(default_factory=Damage)
+
+
+class _ErrorWork:
+    def __init__(self, by: str, since: float | None, until: float | None) -> None:
+        self.by = by
+        self.since = since
+        self.until = until
+
+    def __call__(self, task: Task) -> ErrorPart:
+        part = ErrorPart(ErrorAccumulator(self.by, since=self.since, until=self.until))
+        needles = _needles_for(_file_head(task.log))
+        pending: list[Record] = []
+        previous_tail = b""
+        source = task.log.path
+        blocks = iter_blocks(task.log, part.damage, start=task.start, end=task.end)
+        for buf, lo, hi, base in blocks:
+            if pending:
+                pending = self._resolve(pending, buf, lo, min(hi, lo + ACCESS_WINDOW), part)
+            for start, end in _lines_with(buf, lo, hi, needles):
+                record, reason = parse_line_checked(
+                    bytes(buf[start:end]), source=source, offset=base + start
+                )
+                if record is None:
+                    if reason is not None:
+                        part.damage.line(reason, source)
+                    continue
+                cid = record.correlation_id
+                if cid is None or route_of(record) is not None:
+                    part.accumulator.add(record)
+                    continue
+                if level_rank(record.level) < 40:
+                    continue
+                needle = cid.encode()
+                access = _access_in(buf, needle, end, min(hi, end + ACCESS_WINDOW), backwards=False)
+                if access is None:
+                    access = _access_in(
+                        buf, needle, max(lo, start - ACCESS_WINDOW), start, backwards=True
+                    )
+                if access is None and start - lo < ACCESS_WINDOW and previous_tail:
+                    access = _access_in(
+                        previous_tail, needle, 0, len(previous_tail), backwards=True
+                    )
+                if access is None and end + ACCESS_WINDOW > hi:
+                    pending.append(record)
+                    continue
+                part.accumulator.add(_with_access(record, access) if access else record)
+            previous_tail = bytes(buf[max(lo, hi - ACCESS_WINDOW) : hi])
+        if pending and task.end is not None:
+            with open(task.log.path, "rb") as handle:
+                handle.seek(task.end)
+                after = handle.read(ACCESS_WINDOW)
+            cut = after.rfind(b"\n") + 1
+            pending = self._resolve(pending, after, 0, cut, part)
+        for record in pending:
+            part.accumulator.add(record)
+        return part
+
+    @staticmethod
+    def _resolve(
+        pending: list[Record], data: bytes | bytearray, lo: int, hi: int, part: ErrorPart
+    ) -> list[Record]:
+        for record in pending:
+            cid = record.correlation_id or ""
+            access = _access_in(data, cid.encode(), lo, hi, backwards=False)
+            part.accumulator.add(_with_access(record, access) if access else record)
+        return []
+
+
+def collect_errors(
+    logs: Sequence[LogFile],
+    *,
+    by: str,
+    since: float | None,
+    until: float | None,
+    damage: Damage,
+    progress: Progress | None = None,
+) -> ErrorAccumulator:
+    """ERROR and CRITICAL records of ``logs`` in ``[since, until)``, grouped ``by``."""
+    total = ErrorAccumulator(by, since=since, until=until)
+    for part in _run(plan_tasks(logs), _ErrorWork(by, since, until), progress):
+        total.merge(part.accumulator)
+        damage.merge(part.damage)
+    return total
+
+
+# ------------------------------------------------------------------------------------------ tail
+
+
+def _reverse_lines(log: LogFile, damage: Damage) -> Iterator[tuple[int, bytes]]:
+    """Complete lines of a plain file from the last to the first, read in blocks from the end.
+
+    A final line without ``\n`` is reported as incomplete and skipped; a line longer than
+    :data:`~obsctl.files.BLOCK_BYTES` is reported as oversized and skipped (bounded memory).
+    """
+    with open(log.path, "rb") as handle:
+        position = handle.seek(0, os.SEEK_END)
+        carry = b""
+        tail_checked = False
+        oversized = False
+        while position > 0:
+            start = max(0, position - (1 << 20))
+            handle.seek(start)
+            chunk = handle.read(position - start) + carry
+            position = start
+            lines = chunk.split(b"\n")
+            if len(lines) == 1:
+                carry = chunk
+                if len(carry) > BLOCK_BYTES:
+                    carry = b""
+                    oversized = True
+                continue
+            last = lines.pop()  # the part after the chunk's last newline
+            if oversized:
+                damage.line("oversized", log.path)
+                oversized = False
+            elif not tail_checked and last.strip(b"\x00 \t\r"):
+                damage.line("incomplete final", log.path)
+            tail_checked = True
+            carry = lines[0]
+            offset = position + len(carry) + 1
+            offsets = []
+            for line in lines[1:]:
+                offsets.append(offset)
+                offset += len(line) + 1
+            yield from zip(reversed(offsets), reversed(lines[1:]), strict=True)
+        if oversized:
+            damage.line("oversized", log.path)
+        elif carry and not tail_checked:
+            damage.line("incomplete final", log.path)
+        elif carry:
+            yield 0, carry
+
+
+def _last_in_file(log: LogFile, count: int, keep: RecordFilter, damage: Damage) -> list[Record]:
+    needle = keep.needle()
+    found: deque[Record] = deque(maxlen=count)
+    if log.kind == "plain":
+        for offset, line in _reverse_lines(log, damage):
+            if needle is not None and needle not in line:
+                continue
+            record = _parsed(line, log.path, offset, damage)
+            if record is None:
+                continue
+            if keep.since is not None and record.epoch is not None and record.epoch < keep.since:
+                break
+            if keep(record):
+                found.appendleft(record)
+                if len(found) >= count:
+                    break
+        return list(found)
+    for buf, lo, hi, base in iter_blocks(log, damage):
+        chunk = bytes(buf[lo:hi])
+        pos = 0
+        while pos < len(chunk):
+            newline = chunk.find(b"\n", pos)
+            line = chunk[pos:newline]
+            if needle is None or needle in line:
+                record = _parsed(line, log.path, base + lo + pos, damage)
+                if record is not None and keep(record):
+                    found.append(record)
+            pos = newline + 1
+    return list(found)
+
+
+def _parsed(line: bytes, source: str, offset: int, damage: Damage) -> Record | None:
+    record, reason = parse_line_checked(line, source=source, offset=offset, seq=offset)
+    if record is None and reason is not None:
+        damage.line(reason, source)
+    return record
+
+
+def last_records(
+    logs: Sequence[LogFile], count: int, keep: RecordFilter, damage: Damage
+) -> list[Record]:
+    """The last ``count`` records (by time, over all files) that ``keep`` accepts."""
+    if count <= 0:
+        return []
+    from obsctl.analyse import order_records
+
+    merged: list[Record] = []
+    for index, log in enumerate(logs):
+        for record in _last_in_file(log, count, keep, damage):
+            merged.append(
+                Record(
+                    record.data,
+                    record.raw,
+                    record.strict,
+                    record.source,
+                    record.offset,
+                    (index << 40) + record.offset,
+                )
+            )
+    return order_records(merged)[-count:]
+
+
+# ---------------------------------------------------------------------------------------- follow
+
+
+@dataclass
+class _Followed:
+    path: str
+    handle: object
+    position: int
+    partial: bytes = b""
+
+
+class Follower:
+    """New complete lines of the files named by ``paths`` (files, directories, globs), like
+    ``tail -F``: a renamed (rotated) file is read to its end, a file that appears is read from
+    its start, a truncated file from its new start; a partial last line waits for its ``\\n``.
+    Compressed files are history, not followed. Call :meth:`poll` repeatedly."""
+
+    def __init__(self, paths: Sequence[str], *, default_dir: str, from_start: bool = False) -> None:
+        self._paths = list(paths)
+        self._default_dir = default_dir
+        self._files: dict[tuple[int, int], _Followed] = {}
+        self.damage = Damage()
+        self._scan(initial=not from_start)
+
+    def close(self) -> None:
+        for state in self._files.values():
+            _close(state)
+        self._files.clear()
+
+    def _current(self) -> list[LogFile]:
+        try:
+            return [
+                log
+                for log in expand_paths(self._paths, default_dir=self._default_dir)
+                if log.kind == "plain"
+            ]
+        except Exception:  # a directory or glob may be empty for a moment during rotation
+            return []
+
+    def _scan(self, *, initial: bool) -> list[tuple[str, int, bytes]]:
+        lines: list[tuple[str, int, bytes]] = []
+        seen: set[tuple[int, int]] = set()
+        for log in self._current():
+            try:
+                stat = os.stat(log.path)
+            except OSError:
+                continue
+            key = (stat.st_dev, stat.st_ino)
+            seen.add(key)
+            state = self._files.get(key)
+            if state is None:
+                try:
+                    handle = open(log.path, "rb")  # noqa: SIM115 - owned by the follower
+                except OSError:
+                    continue
+                state = _Followed(log.path, handle, stat.st_size if initial else 0)
+                self._files[key] = state
+            state.path = log.path
+            if stat.st_size < state.position:
+                state.position = 0  # truncated in place (copytruncate)
+                state.partial = b""
+            lines.extend(_read_new(state))
+        for key in [k for k in self._files if k not in seen]:
+            state = self._files.pop(key)
+            lines.extend(_read_new(state))  # rotated away or deleted: drain what was written
+            _close(state)
+        return lines
+
+    def poll(self) -> list[Record]:
+        """Records completed since the last poll, in time order."""
+        records = []
+        for source, offset, line in self._scan(initial=False):
+            record = _parsed(line, source, offset, self.damage)
+            if record is not None:
+                records.append(record)
+        records.sort(key=lambda r: r.ts)
+        return records
+
+
+def _close(state: _Followed) -> None:
+    close = getattr(state.handle, "close", None)
+    if close is not None:
+        close()
+
+
+def _read_new(state: _Followed) -> list[tuple[str, int, bytes]]:
+    handle = state.handle
+    out: list[tuple[str, int, bytes]] = []
+    try:
+        handle.seek(state.position)  # type: ignore[attr-defined]
+        data: bytes = handle.read(BLOCK_BYTES)  # type: ignore[attr-defined]
+    except OSError:
+        return out
+    while data:
+        state.position += len(data)
+        text = state.partial + data
+        pieces = text.split(b"\n")
+        state.partial = pieces.pop()
+        offset = state.position - len(text)
+        for piece in pieces:
+            out.append((state.path, offset, piece))
+            offset += len(piece) + 1
+        if len(state.partial) > BLOCK_BYTES:
+            state.partial = b""
+        try:
+            data = handle.read(BLOCK_BYTES)  # type: ignore[attr-defined]
+        except OSError:
+            break
+    return out
