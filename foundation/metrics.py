@@ -283,8 +283,8 @@ class MetricsMiddleware:
 
     Place it inside the correlation-ID middleware (exemplars read the ID) and outside the
     catch-all that turns unhandled exceptions into 500 responses, so that it sees final status
-    codes. An exception that still reaches it (the response had already started) is counted
-    once as a 500 and re-raised.
+    codes. A response that never completes counts once as a 500 (499 if the client had
+    disconnected); an exception that reaches it is counted once as a 500 and re-raised.
     """
 
     def __init__(self, app: ASGIApp, *, metrics: AppMetrics, path: str = "/metrics") -> None:
@@ -305,25 +305,41 @@ class MetricsMiddleware:
         # route_template needs root_path as it was before any Mount extended it.
         root_path: str = scope.get("root_path", "")
         status = 500
+        complete = False
+        disconnected = False
 
         async def send_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
+            nonlocal status, complete
+            kind = message["type"]
+            if kind == "http.response.start":
                 status = message["status"]
+            elif kind == "http.response.body" and not message.get("more_body", False):
+                complete = True
             await send(message)
+
+        async def receive_disconnect() -> Message:
+            nonlocal disconnected
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                disconnected = True
+            return message
 
         metrics = self.metrics
         gauge = metrics.in_progress_for(method)
         gauge.inc()
         started = time.perf_counter()
         try:
-            await self.app(scope, receive, send_status)
+            await self.app(scope, receive_disconnect, send_status)
         except Exception:
             status = 500
             raise
         finally:
             elapsed = time.perf_counter() - started
             gauge.dec()
+            if not complete:
+                # The response was cut short: an error after it started that something inside
+                # swallowed (499 when the client had gone away, as nginx logs it).
+                status = 499 if disconnected else 500
             metrics.observe_request(method, route_template(scope, root_path), status, elapsed)
 
     async def _serve(self, scope: Scope, send: Send) -> None:
