@@ -8,7 +8,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
 from types import TracebackType
-from typing import Annotated, Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import anyio
 from fastapi import Depends, Request
@@ -377,8 +377,10 @@ def _session_dependency(
         async with DbManager(database=resolve(request)) as session:
             yield session
 
+    # A default, not Annotated[...]: annotations are strings here and FastAPI resolves them
+    # in module globals, where the local ``transaction`` does not exist.
     async def session(
-        session: Annotated[AsyncSession, Depends(transaction, scope="function")],
+        session: AsyncSession = Depends(transaction, scope="function"),  # noqa: B008
     ) -> AsyncSession:
         return session
 
