@@ -27,6 +27,7 @@ from obsctl.parse import Record, ts_to_epoch
 __all__ = [
     "ACCESS_MESSAGE",
     "GROUP_FIELDS",
+    "LEVEL_NAMES",
     "ErrorAccumulator",
     "ErrorGroup",
     "ErrorReport",
@@ -82,6 +83,10 @@ BASE_KEYS = frozenset(
         "service",
     }
 )
+
+
+#: Level names ``--level`` accepts.
+LEVEL_NAMES = frozenset(_LEVELS)
 
 
 def level_rank(level: str) -> int:

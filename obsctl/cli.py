@@ -7,6 +7,8 @@ Each command parses its flags, calls the pure layers (parse → analyse → rend
 from __future__ import annotations
 
 import sys
+from enum import StrEnum
+from typing import Annotated
 
 import typer
 
@@ -40,6 +42,104 @@ def _root(
 
 app.add_typer(prom_app, name="prom")
 app.add_typer(loki_app, name="loki")
+
+
+# -- files: trace, errors top, tail (heavy modules are imported inside the commands) ------------
+
+_PATHS_HELP = "Log files, directories or globs (default: the log directory, var/log)."
+Paths = Annotated[list[str] | None, typer.Argument(metavar="[PATH]...", help=_PATHS_HELP)]
+JsonFlag = Annotated[bool, typer.Option("--json", help="One JSON object per line on stdout.")]
+
+
+class GroupBy(StrEnum):
+    internal_code = "internal_code"
+    route = "route"
+    exception = "exception"
+    status = "status"
+
+
+errors_app = typer.Typer(help="Rank errors from the logs.", no_args_is_help=True)
+app.add_typer(errors_app, name="errors")
+
+
+@app.command()
+def trace(
+    correlation_id: Annotated[
+        str, typer.Argument(metavar="ID", help="Correlation ID, or its first 8+ characters.")
+    ],
+    paths: Paths = None,
+    json_out: JsonFlag = False,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep watching for new lines of this ID.")
+    ] = False,
+) -> None:
+    """Follow one request: a summary in plain words, then its timeline across every log file."""
+    from obsctl import commands_files
+
+    commands_files.trace(correlation_id, paths or [], json_out=json_out, follow=follow)
+
+
+@errors_app.command("top")
+def errors_top(  # noqa: PLR0917 - typer maps each parameter to a flag
+    paths: Paths = None,
+    by: Annotated[GroupBy, typer.Option("--by", help="Group errors by this field.")] = (
+        GroupBy.internal_code
+    ),
+    since: Annotated[
+        str | None, typer.Option("--since", help="Start: a duration back (15m, 2h, 7d) or a time.")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help="End: a duration back or an RFC 3339 time.")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="Show at most N groups.")] = 20,
+    json_out: JsonFlag = False,
+) -> None:
+    """ERROR and CRITICAL records ranked by internal_code (or route, exception, status)."""
+    from obsctl import commands_files
+
+    commands_files.errors_top(
+        paths or [], by=by.value, since=since, until=until, limit=limit, json_out=json_out
+    )
+
+
+@app.command()
+def tail(  # noqa: PLR0917 - typer maps each parameter to a flag
+    paths: Paths = None,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep following, across rotation.")
+    ] = False,
+    lines: Annotated[
+        int | None, typer.Option("--lines", "-n", min=0, help="Show the last N records first.")
+    ] = None,
+    level: Annotated[
+        str | None, typer.Option("--level", help="Only this level and above (e.g. WARNING).")
+    ] = None,
+    code: Annotated[int | None, typer.Option("--code", help="Only this internal_code.")] = None,
+    id_: Annotated[
+        str | None, typer.Option("--id", help="Only this correlation ID (or prefix).")
+    ] = None,
+    grep: Annotated[
+        str | None, typer.Option("--grep", help="Only records whose message matches this regex.")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="Only records since (15m, 2h, or a time).")
+    ] = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """Show the latest log records readably, filtered; -f follows like tail -F."""
+    from obsctl import commands_files
+
+    commands_files.tail(
+        paths or [],
+        follow=follow,
+        lines=lines,
+        level=level,
+        code=code,
+        correlation_id=id_,
+        grep=grep,
+        since=since,
+        json_out=json_out,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

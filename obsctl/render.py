@@ -173,6 +173,7 @@ def _summary_panel(trace: Trace) -> Panel:
         title=Text(f"trace {escape(s.correlation_id, limit=80)}"),
         title_align="left",
         border_style=style,
+        expand=False,
     )
 
 

@@ -1,0 +1,265 @@
+"""Bodies of ``trace``, ``errors top`` and ``tail``: flags → settings → source → analyse → render.
+
+``obsctl.cli`` declares the flags and calls these; the source of records is chosen in
+:mod:`obsctl.sources` and nowhere else.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from obsctl import analyse, output, sources
+from obsctl.errors import NothingMatched, UsageError
+from obsctl.files import Damage
+from obsctl.parse import Record
+from obsctl.settings import Settings, resolve
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+__all__ = ["errors_top", "tail", "trace"]
+
+POLL_SECONDS = 0.25
+
+
+def trace(
+    correlation_id: str,
+    paths: Sequence[str],
+    *,
+    json_out: bool,
+    follow: bool,
+    settings: Settings | None = None,
+) -> None:
+    """Print the summary and timeline (or the JSON lines) of one request."""
+    settings = settings or resolve()
+    query = analyse.normalise_id(correlation_id)
+    analyse.check_prefix(query)
+    damage = Damage()
+    total = sources.file_bytes(settings, paths) if not settings.loki_url else 0
+    with output.progress_bar(total, "searching") as progress:
+        records = sources.trace_records(settings, query, paths, damage, progress=progress)
+    output.report_damage(damage)
+    ids = analyse.resolve_id(records, query)
+    if len(ids) > 1:
+        shown = ", ".join(ids[:10]) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
+        raise UsageError(
+            f"ID prefix {query!r} matches {len(ids)} requests: {shown}",
+            hint="give more characters of the ID",
+        )
+    if not ids and not follow:
+        raise NothingMatched(
+            f"no log line has correlation ID {query!r}",
+            hint="check the ID, or give the PATH of the logs that hold it",
+        )
+    first_epoch: float | None = None
+    if ids:
+        result = analyse.build_trace(records, ids[0])
+        first_epoch = result.timeline[0].record.epoch
+        if json_out:
+            output.json_lines(entry.record.json_bytes() for entry in result.timeline)
+        else:
+            output.show(_render_trace(result))
+    else:
+        output.notice(f"no line of {query!r} yet; waiting for new ones (Ctrl-C to stop)")
+    if follow:
+        wanted = ids[0] if ids else query
+        _follow_trace(settings, paths, wanted, first_epoch, json_out=json_out)
+
+
+def _render_trace(result: analyse.Trace) -> RenderableType:
+    from obsctl.render import render_trace
+
+    return render_trace(result)
+
+
+def _follow_trace(
+    settings: Settings,
+    paths: Sequence[str],
+    wanted: str,
+    first_epoch: float | None,
+    *,
+    json_out: bool,
+) -> None:
+    from obsctl.render import render_timeline_entry
+
+    keep = analyse.RecordFilter(correlation_id=wanted)
+    console = output.stdout_console()
+
+    def emit(records: list[Record]) -> None:
+        nonlocal first_epoch
+        if json_out:
+            output.json_lines(r.json_bytes() for r in records)
+            return
+        for record in records:
+            epoch = record.epoch
+            if first_epoch is None:
+                first_epoch = epoch
+            offset = None
+            if epoch is not None and first_epoch is not None:
+                offset = round((epoch - first_epoch) * 1000, 3)
+            console.print(render_timeline_entry(analyse.TimelineEntry(offset, record)))
+
+    follow_records(settings, paths, keep, emit)
+
+
+def follow_records(
+    settings: Settings,
+    paths: Sequence[str],
+    keep: analyse.RecordFilter,
+    emit: Callable[[list[Record]], None],
+    *,
+    stop: Callable[[], bool] = lambda: False,
+    from_start: bool = False,
+) -> None:
+    """Poll the files for new records that ``keep`` accepts until ``stop()`` or Ctrl-C."""
+    from obsctl.scan import Follower
+
+    follower = Follower(paths, default_dir=settings.log_dir, from_start=from_start)
+    reported = ""
+    try:
+        while not stop():
+            batch = [r for r in follower.poll() if keep(r)]
+            if batch:
+                emit(batch)
+            summary = follower.damage.summary() or ""
+            if summary != reported:
+                output.notice(summary)
+                reported = summary
+            time.sleep(POLL_SECONDS)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        follower.close()
+
+
+def errors_top(
+    paths: Sequence[str],
+    *,
+    by: str,
+    since: str | None,
+    until: str | None,
+    limit: int,
+    json_out: bool,
+    settings: Settings | None = None,
+) -> None:
+    """Print the error groups, largest first (``--json``: one object per group)."""
+    settings = settings or resolve()
+    now = time.time()
+    start = analyse.parse_time_bound(since, now=now, flag="--since") if since else None
+    end = analyse.parse_time_bound(until, now=now, flag="--until") if until else None
+    if start is not None and end is not None and start >= end:
+        raise UsageError("the time window is empty", hint="--since must be before --until")
+    damage = Damage()
+    total = sources.file_bytes(settings, paths) if not settings.loki_url else 0
+    with output.progress_bar(total, "counting errors") as progress:
+        report = sources.error_report(
+            settings,
+            paths,
+            by=by,
+            since=start,
+            until=end,
+            now=now,
+            damage=damage,
+            progress=progress,
+        )
+    output.report_damage(damage)
+    if not report.groups:
+        window = f" since {since}" if since else ""
+        raise NothingMatched(f"no ERROR or CRITICAL records{window}")
+    if json_out:
+        import orjson
+
+        output.json_lines(orjson.dumps(g.to_json(by)) for g in report.groups[:limit])
+        return
+    from obsctl.render import render_error_report
+
+    output.show(render_error_report(report, limit=limit))
+
+
+def _record_filter(
+    *,
+    level: str | None,
+    code: int | None,
+    correlation_id: str | None,
+    grep: str | None,
+    since: str | None,
+) -> analyse.RecordFilter:
+    if level is not None and level.upper() not in analyse.LEVEL_NAMES:
+        raise UsageError(
+            f"unknown level {level!r}", hint="use DEBUG, INFO, WARNING, ERROR or CRITICAL"
+        )
+    pattern = None
+    if grep is not None:
+        try:
+            pattern = re.compile(grep)
+        except re.error as exc:
+            raise UsageError(f"invalid --grep pattern {grep!r}: {exc}") from None
+    return analyse.RecordFilter(
+        min_level=level.upper() if level else None,
+        code=code,
+        correlation_id=analyse.normalise_id(correlation_id) if correlation_id else None,
+        grep=pattern,
+        since=analyse.parse_time_bound(since, now=time.time(), flag="--since") if since else None,
+    )
+
+
+#: With --since and no --lines, at most this many records are shown before following.
+SINCE_MAX_RECORDS = 100_000
+
+
+def tail(
+    paths: Sequence[str],
+    *,
+    follow: bool,
+    lines: int | None,
+    level: str | None,
+    code: int | None,
+    correlation_id: str | None,
+    grep: str | None,
+    since: str | None,
+    json_out: bool,
+    settings: Settings | None = None,
+    stop: Callable[[], bool] = lambda: False,
+) -> None:
+    """The last records (filtered), then, with ``follow``, new ones as they are written."""
+    from obsctl.files import expand_paths
+    from obsctl.scan import last_records
+
+    settings = settings or resolve()
+    keep = _record_filter(
+        level=level, code=code, correlation_id=correlation_id, grep=grep, since=since
+    )
+    count = lines if lines is not None else (SINCE_MAX_RECORDS if since else 10)
+    damage = Damage()
+    logs = expand_paths(paths, default_dir=settings.log_dir)
+    records = last_records(logs, count, keep, damage)
+    output.report_damage(damage)
+    if since and lines is None and len(records) >= count:
+        output.notice(f"showing the last {count} records since {since}; use -n to choose")
+    printer = _printer(json_out)
+    printer(records)
+    if follow:
+        follow_records(settings, paths, keep, printer, stop=stop)
+    elif not records:
+        raise NothingMatched("no log record matches")
+
+
+def _printer(json_out: bool) -> Callable[[list[Record]], None]:
+    if json_out:
+
+        def write_json(records: list[Record]) -> None:
+            output.json_lines(r.json_bytes() for r in records)
+
+        return write_json
+    from obsctl.render import render_record
+
+    console = output.stdout_console()
+
+    def write_text(records: list[Record]) -> None:
+        for record in records:
+            console.print(render_record(record))
+
+    return write_text

@@ -1,0 +1,56 @@
+"""Where ``trace`` and ``errors top`` get their input: the one place that picks the source.
+
+Today: the local log files (paths, or the default log directory from the settings). Another
+source (Loki) plugs in here by returning the same things — records for a trace, an
+:class:`~obsctl.analyse.ErrorReport` for errors top — and the commands, the analysis and the
+rendering stay untouched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from obsctl.analyse import ErrorReport
+from obsctl.files import Damage, expand_paths
+from obsctl.parse import Record
+from obsctl.scan import Progress, collect_errors, find_trace_records
+from obsctl.settings import Settings
+
+__all__ = ["error_report", "file_bytes", "trace_records"]
+
+
+def file_bytes(settings: Settings, paths: Sequence[str]) -> int:
+    """How many bytes a file scan will read (to decide whether a progress bar is worth it)."""
+    return sum(log.size for log in expand_paths(paths, default_dir=settings.log_dir))
+
+
+def trace_records(
+    settings: Settings,
+    query: str,
+    paths: Sequence[str],
+    damage: Damage,
+    *,
+    progress: Progress | None = None,
+) -> list[Record]:
+    """Every record whose correlation ID is ``query`` or starts with it (any order)."""
+    logs = expand_paths(paths, default_dir=settings.log_dir)
+    return find_trace_records(logs, query, damage, progress=progress)
+
+
+def error_report(
+    settings: Settings,
+    paths: Sequence[str],
+    *,
+    by: str,
+    since: float | None,
+    until: float | None,
+    now: float,
+    damage: Damage,
+    progress: Progress | None = None,
+) -> ErrorReport:
+    """ERROR and CRITICAL records in ``[since, until)`` grouped ``by`` a field, ranked."""
+    logs = expand_paths(paths, default_dir=settings.log_dir)
+    accumulator = collect_errors(
+        logs, by=by, since=since, until=until, damage=damage, progress=progress
+    )
+    return accumulator.report(now=now)
