@@ -30,11 +30,14 @@ class AccessLogMiddleware:
         start = time.perf_counter()
         root_path = scope.get("root_path", "")
         status = 0
+        complete = False
 
         async def send_wrapper(message: Message) -> None:
-            nonlocal status
+            nonlocal status, complete
             if message["type"] == "http.response.start":
                 status = message["status"]
+            elif not message.get("more_body", False):
+                complete = True
             await send(message)
 
         try:
@@ -45,7 +48,8 @@ class AccessLogMiddleware:
                 method=scope["method"],
                 path=scope["path"],
                 route=route_template(scope, root_path),
-                # 0 would mean "no response at all": the server answers 500 in that case.
-                status=status or 500,
+                # No response at all, or one cut short after its status line (an error while
+                # streaming): the client did not get what the status said, so it counts as 500.
+                status=status if complete else 500,
                 duration_ms=round((time.perf_counter() - start) * 1000.0, 3),
             )
