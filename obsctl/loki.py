@@ -15,6 +15,7 @@ Timestamps stay integers (nanoseconds) from the JSON string to the caller.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,9 @@ from obsctl.http import BackendHttp
 from obsctl.prom import PromResult, parse_data
 
 LOKI_MAX_ENTRIES = 5000
+_CAP = re.compile(
+    r"max entries limit per query exceeded, limit > max_entries_limit\S* \(\d+ > (\d+)\)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +61,8 @@ class LokiClient:
             raise ValueError("page_size must be positive")
         self.http = http
         self.page_size = page_size
+        # The most the server accepts per request; learnt from its 400 when lower.
+        self.max_limit = max(page_size, LOKI_MAX_ENTRIES)
 
     @property
     def url(self) -> str:
@@ -121,14 +127,24 @@ class LokiClient:
         boundary_ts: int | None = None
         seen: set[tuple[int, tuple[tuple[str, str], ...], str]] = set()
         lo, hi = start_ns, end_ns
+        boost = 1
         while lo < hi:
             # Ask for one more than still wanted, so a cut result is known to be cut.
-            want = self.page_size
+            want = min(self.page_size * boost, self.max_limit)
             if remaining is not None:
-                want = min(self.page_size, remaining + 1 + len(seen))
-            page, warnings = self.query_range_page(
-                query, start_ns=lo, end_ns=hi, limit=want, direction=direction
-            )
+                want = min(want, remaining + 1 + len(seen))
+            try:
+                page, warnings = self.query_range_page(
+                    query, start_ns=lo, end_ns=hi, limit=want, direction=direction
+                )
+            except BackendRejected as exc:
+                # A server with a lower max_entries_limit_per_query: learn it, ask again.
+                cap = _server_cap(str(exc))
+                if cap is None or cap >= want:
+                    raise
+                self.max_limit = cap
+                self.page_size = min(self.page_size, cap)
+                continue
             report.pages += 1
             report.warnings.extend(w for w in warnings if w not in report.warnings)
             fresh = 0
@@ -147,11 +163,16 @@ class LokiClient:
                 return
             last = page[-1].ts
             if fresh == 0:
+                # A whole page inside one nanosecond, all seen: ask for a bigger page.
+                if want < self.max_limit:
+                    boost *= 2
+                    continue
                 raise BackendRejected(
                     f"more than {want} entries share the timestamp {last} ns; Loki cannot page "
                     "inside one nanosecond",
                     hint="add label matchers or a line filter so fewer entries match",
                 )
+            boost = 1
             at_last = {e.key() for e in page if e.ts == last}
             seen = seen | at_last if last == boundary_ts else at_last
             boundary_ts = last
@@ -184,6 +205,11 @@ class LokiClient:
             f"malformed response from Loki at {self.url}: {why}",
             hint="check that the URL points at Loki's HTTP API",
         )
+
+
+def _server_cap(message: str) -> int | None:
+    match = _CAP.search(message)
+    return int(match.group(1)) if match and int(match.group(1)) > 0 else None
 
 
 def _labels(stream: Any) -> dict[str, str]:
