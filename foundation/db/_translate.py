@@ -213,19 +213,21 @@ def translate(exc: BaseException, *, dialect: str) -> Translation | None:
     cls: type[DbException] | None = None
     retryable = False
     code_text: str
-    if (sqlstate := _sqlstate(driver)) is not None:
-        context["sqlstate"] = sqlstate
-        code_text = f"sqlstate {sqlstate}"
-        cls = _PG_EXACT.get(sqlstate) or _PG_CLASS.get(sqlstate[:2])
-        retryable = sqlstate in _PG_RETRYABLE
-    elif (errno := _mysql_errno(driver)) is not None:
+    # MySQL errors carry a SQLSTATE too, but a coarse one (23000 for every integrity error):
+    # the errno decides there.
+    if (errno := _mysql_errno(driver)) is not None:
         context["errno"] = errno
         code_text = f"errno {errno}"
         cls = _MYSQL.get(errno)
         retryable = errno in _MYSQL_RETRYABLE
+    elif (sqlstate := _sqlstate(driver)) is not None:
+        context["sqlstate"] = sqlstate
+        code_text = f"sqlstate {sqlstate}"
+        cls = _PG_EXACT.get(sqlstate) or _PG_CLASS.get(sqlstate[:2])
+        retryable = sqlstate in _PG_RETRYABLE
     elif (code := _sqlite_code(driver)) is not None:
         context["errno"] = code
-        code_text = f"sqlite code {code}"
+        code_text = f"code {code}"
         cls = _SQLITE.get(code)
     else:
         code_text = "no error code"
