@@ -23,9 +23,11 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import gzip
+import math
 import os
 import sys
 import time
+from bisect import bisect_left
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,7 +126,8 @@ class AppMetrics:
 
     ``registry`` is what the endpoint exposes; in multiprocess mode it holds only the collector
     that sums the per-process files. ``exemplars`` is False in multiprocess mode, where
-    prometheus_client cannot store them.
+    prometheus_client cannot store them. Each latency bucket's exemplar is replaced at most
+    once per ``exemplar_interval`` seconds.
     """
 
     registry: CollectorRegistry
@@ -135,8 +138,12 @@ class AppMetrics:
     db_transaction_duration: Histogram
     multiprocess_dir: Path | None = None
     exemplars: bool = True
+    exemplar_interval: float = 1.0
+    _bounds: tuple[float, ...] = (math.inf,)
     _requests: dict[tuple[str, str, int], Counter] = field(default_factory=dict, repr=False)
-    _durations: dict[tuple[str, str], Histogram] = field(default_factory=dict, repr=False)
+    _durations: dict[tuple[str, str], tuple[Histogram, list[float]]] = field(
+        default_factory=dict, repr=False
+    )
     _in_progress: dict[str, Gauge] = field(default_factory=dict, repr=False)
     _exceptions: dict[tuple[str, int, int], Counter] = field(default_factory=dict, repr=False)
     _transactions: dict[str, Histogram] = field(default_factory=dict, repr=False)
@@ -147,22 +154,38 @@ class AppMetrics:
             child = self._in_progress[method] = self.in_progress.labels(method)
         return child
 
-    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        """Count one finished request and observe its latency (exemplar: its correlation ID)."""
+    def observe_request(
+        self, method: str, route: str, status: int, seconds: float, now: float | None = None
+    ) -> None:
+        """Count one finished request and observe its latency.
+
+        The latency carries an exemplar with the request's correlation ID when its bucket's
+        exemplar is older than ``exemplar_interval`` seconds (``now`` is ``perf_counter``
+        time): exemplars stay fresh while costing one bisect on most requests.
+        """
         key = (method, route, status)
         counter = self._requests.get(key)
         if counter is None:
             counter = self._requests[key] = self.requests_total.labels(method, route, status)
         counter.inc()
         pair = (method, route)
-        histogram = self._durations.get(pair)
-        if histogram is None:
-            histogram = self._durations[pair] = self.request_duration.labels(method, route)
+        timed = self._durations.get(pair)
+        if timed is None:
+            timed = self._durations[pair] = (
+                self.request_duration.labels(method, route),
+                [-math.inf] * len(self._bounds),
+            )
+        histogram, stamps = timed
         if self.exemplars:
-            cid = correlation_id.get()
-            if cid and len(cid) <= _MAX_EXEMPLAR_VALUE:
-                histogram.observe(seconds, {EXEMPLAR_LABEL: cid})
-                return
+            if now is None:
+                now = time.perf_counter()
+            bucket = bisect_left(self._bounds, seconds)
+            if now - stamps[bucket] >= self.exemplar_interval:
+                cid = correlation_id.get()
+                if cid and len(cid) <= _MAX_EXEMPLAR_VALUE:
+                    stamps[bucket] = now
+                    histogram.observe(seconds, {EXEMPLAR_LABEL: cid})
+                    return
         histogram.observe(seconds)
 
     def observe_exception(self, *, exception: str, internal_code: int, http_code: int) -> None:
@@ -221,20 +244,20 @@ def create_metrics(
         served = registry if registry is not None else CollectorRegistry(auto_describe=True)
         MultiProcessCollector(served, path=str(directory))  # type: ignore[no-untyped-call]
         check_multiprocess_safe(REGISTRY, served)
-        return _build(served, metrics_registry, buckets, db_buckets, directory)
+        return _build(served, metrics_registry, tuple(buckets), db_buckets, directory)
     if registry is None:
         registry = CollectorRegistry(auto_describe=True)
         if process_metrics:
             ProcessCollector(registry=registry)
             PlatformCollector(registry=registry)
             GCCollector(registry=registry)
-    return _build(registry, registry, buckets, db_buckets, None)
+    return _build(registry, registry, tuple(buckets), db_buckets, None)
 
 
 def _build(
     served: CollectorRegistry,
     target: CollectorRegistry,
-    buckets: Iterable[float],
+    buckets: tuple[float, ...],
     db_buckets: Iterable[float],
     directory: Path | None,
 ) -> AppMetrics:
@@ -251,7 +274,7 @@ def _build(
             "Time from the request reaching the metrics middleware to the end of the response.",
             ("method", "route"),
             registry=target,
-            buckets=tuple(buckets),
+            buckets=buckets,
         ),
         in_progress=Gauge(
             "http_requests_in_progress",
@@ -275,7 +298,16 @@ def _build(
         ),
         multiprocess_dir=directory,
         exemplars=directory is None,
+        _bounds=_upper_bounds(buckets),
     )
+
+
+def _upper_bounds(buckets: Iterable[float]) -> tuple[float, ...]:
+    """The histogram's bucket bounds, ``+Inf`` included, as prometheus_client builds them."""
+    bounds = [float(b) for b in buckets]
+    if not bounds or bounds[-1] != math.inf:
+        bounds.append(math.inf)
+    return tuple(bounds)
 
 
 class MetricsMiddleware:
@@ -340,7 +372,8 @@ class MetricsMiddleware:
                 # The response was cut short: an error after it started that something inside
                 # swallowed (499 when the client had gone away, as nginx logs it).
                 status = 499 if disconnected else 500
-            metrics.observe_request(method, route_template(scope, root_path), status, elapsed)
+            route = route_template(scope, root_path)
+            metrics.observe_request(method, route, status, elapsed, started + elapsed)
 
     async def _serve(self, scope: Scope, send: Send) -> None:
         accept = ""

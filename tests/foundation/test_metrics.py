@@ -344,3 +344,33 @@ async def test_metrics_valid_under_concurrent_scrapes_and_traffic(served_app: st
         assert seen is not None
         assert seen == sorted(seen), "a counter went backwards between scrapes"
     assert final == {("GET", "/v1/users/{user_id}", "200"): 1000}
+
+
+def _exemplar_ids(metrics_registry: CollectorRegistry) -> list[str]:
+    from prometheus_client.openmetrics.exposition import generate_latest
+
+    text = generate_latest(metrics_registry).decode()
+    return [
+        sample.exemplar.labels["correlation_id"]
+        for family in openmetrics_families(text)
+        if family.name == "http_request_duration_seconds"
+        for sample in family.samples
+        if sample.exemplar is not None
+    ]
+
+
+@pytest.mark.parametrize(("interval", "expected"), [(1.0, "a" * 32), (0.0, "b" * 32)])
+def test_bucket_exemplar_refreshed_at_most_once_per_interval(
+    interval: float, expected: str
+) -> None:
+    from asgi_correlation_id import correlation_id
+
+    metrics = create_metrics(registry=CollectorRegistry())
+    metrics.exemplar_interval = interval
+    for now, cid in ((100.0, "a" * 32), (100.5, "b" * 32)):
+        token = correlation_id.set(cid)
+        try:
+            metrics.observe_request("GET", "/x", 200, 0.001, now)
+        finally:
+            correlation_id.reset(token)
+    assert _exemplar_ids(metrics.registry) == [expected]

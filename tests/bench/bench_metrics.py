@@ -1,0 +1,181 @@
+"""Throughput cost of foundation's metrics middleware against its peers, same app, same run.
+
+Each variant is the same FastAPI app served by uvicorn (one worker, httptools, uvloop) on
+127.0.0.1 and loaded by ``wrk`` (one thread, 32 connections); variants alternate in every
+round, reversed every other round, and the table shows medians and ratios to bare FastAPI.
+
+    bare            FastAPI alone
+    foundation      + foundation's MetricsMiddleware and /metrics (install_metrics)
+    instrumentator  + prometheus-fastapi-instrumentator (instrument + expose)
+    exporter        + starlette-exporter's PrometheusMiddleware and /metrics
+    all             foundation.setup: correlation ID, access line to a file, handlers, metrics
+
+``success`` is ``GET /items/{id}`` (200); ``error`` is ``GET /fail/{id}``, a 409 raised as an
+exception (an ``HTTPException`` for the peers, a foundation ``ApiException`` for ``all``).
+Tune with ``BENCH_ROUNDS`` (default 5) and ``BENCH_SECONDS`` (default 3).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+from fastapi import FastAPI, HTTPException
+
+from tests.support import free_port
+
+VARIANTS = ("bare", "foundation", "instrumentator", "exporter", "all")
+PATHS = {"success": "/items/1", "error": "/fail/1"}
+ERROR_VARIANTS = ("bare", "foundation", "all")
+
+
+def create_app() -> FastAPI:
+    """The app under test; ``BENCH_METRICS_VARIANT`` picks the instrumentation."""
+    variant = os.environ.get("BENCH_METRICS_VARIANT", "bare")
+    app = FastAPI()
+    fail: type[Exception] | None = None
+
+    if variant == "all":
+        import foundation
+
+        class OutOfStock(foundation.ApiException):
+            http_code = 409
+            external_message = "This product is out of stock."
+            internal_code = 39998
+            internal_message = "Stock check failed."
+
+        fail = OutOfStock
+
+    @app.get("/items/{item_id}")
+    async def item(item_id: int) -> dict[str, int]:
+        return {"id": item_id}
+
+    @app.get("/fail/{item_id}")
+    async def failing(item_id: int) -> dict[str, int]:
+        if fail is not None:
+            raise fail(internal_message=f"sku={item_id}")
+        raise HTTPException(status_code=409, detail="This product is out of stock.")
+
+    if variant == "foundation":
+        from foundation.metrics import install_metrics
+
+        install_metrics(app)
+    elif variant == "instrumentator":
+        from prometheus_fastapi_instrumentator import Instrumentator
+
+        Instrumentator().instrument(app).expose(app)
+    elif variant == "exporter":
+        from starlette_exporter import PrometheusMiddleware, handle_metrics
+
+        app.add_middleware(PrometheusMiddleware)
+        app.add_route("/metrics", handle_metrics)
+    elif variant == "all":
+        import foundation
+
+        foundation.setup(
+            app,
+            service="bench",
+            log_dir=os.environ.get("BENCH_LOG_DIR", "var/bench/log"),
+            log_stdout=False,
+            env={},
+        )
+    elif variant != "bare":
+        raise SystemExit(f"unknown BENCH_METRICS_VARIANT {variant!r}")
+    return app
+
+
+@contextmanager
+def _server(variant: str, log_dir: str) -> Iterator[str]:
+    port = free_port()
+    env = {**os.environ, "BENCH_METRICS_VARIANT": variant, "BENCH_LOG_DIR": log_dir}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    argv = [sys.executable, "-m", "uvicorn", "--factory", "tests.bench.bench_metrics:create_app"]
+    argv += ["--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
+    argv += ["--log-level", "warning", "--http", "httptools", "--loop", "uvloop"]
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(url + PATHS["success"], timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError(f"uvicorn ({variant}) did not start on {url}")
+            time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+def _wrk(url: str, seconds: int) -> float:
+    out = subprocess.run(
+        ["wrk", "-t1", "-c32", f"-d{seconds}s", url],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=seconds + 30,
+    ).stdout
+    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if match is None:
+        raise RuntimeError(f"wrk printed no rate:\n{out}")
+    return float(match.group(1))
+
+
+def main() -> None:
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed (Debian package wrk)")
+    rounds = int(os.environ.get("BENCH_ROUNDS", "5"))
+    seconds = int(os.environ.get("BENCH_SECONDS", "3"))
+    rates: dict[tuple[str, str], list[float]] = {}
+    for number in range(rounds):
+        order = VARIANTS if number % 2 == 0 else tuple(reversed(VARIANTS))
+        for variant in order:
+            with tempfile.TemporaryDirectory() as log_dir, _server(variant, log_dir) as url:
+                _wrk(url + PATHS["success"], 1)  # warm-up
+                for label, path in PATHS.items():
+                    if label == "error" and variant not in ERROR_VARIANTS:
+                        continue
+                    rates.setdefault((variant, label), []).append(_wrk(url + path, seconds))
+        print(f"round {number + 1}/{rounds} done", file=sys.stderr, flush=True)
+    print(f"wrk -t1 -c32 -d{seconds}s, {rounds} alternated rounds, medians (req/s)")
+    print(f"{'variant':<16}{'success':>10}{'ratio':>8}{'error':>10}{'ratio':>8}")
+    for variant in VARIANTS:
+        row = f"{variant:<16}"
+        for label in PATHS:
+            got = rates.get((variant, label))
+            if not got:
+                row += f"{'-':>10}{'-':>8}"
+                continue
+            median = statistics.median(got)
+            base = statistics.median(rates[("bare", label)])
+            row += f"{median:>10,.0f}{median / base:>8.2f}"
+        print(row)
+    bare = statistics.median(rates[("bare", "success")])
+    ours = statistics.median(rates[("foundation", "success")])
+    for peer in ("instrumentator", "exporter"):
+        theirs = statistics.median(rates[(peer, "success")])
+        print(
+            f"cost of foundation metrics {1 - ours / bare:.1%} vs {peer} {1 - theirs / bare:.1%}"
+            f" (foundation/{peer} throughput {ours / theirs:.2f})"
+        )
+
+
+if __name__ == "__main__":
+    main()
