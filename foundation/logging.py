@@ -191,7 +191,8 @@ class JsonRenderer:
         out["logger"] = record["name"]
         out["function"] = record["function"]
         out["line"] = record["line"]
-        if len(extra) > 1 or record["exception"] is not None:
+        # Skip the extras pass when the correlation ID is the only extra (the common case).
+        if len(extra) > ("correlation_id" in extra) or record["exception"] is not None:
             for key in _ERROR_KEYS:
                 if key in extra:
                     out[key] = self.clean(key, extra[key])
