@@ -68,7 +68,9 @@ _MAX_ITEMS = 100
 _CORE_KEYS = ("ts", "level", "correlation_id", "message", "service", "logger", "function", "line")
 _ERROR_KEYS = ("internal_code", "http_code")
 _ACCESS_KEYS = ("method", "path", "route", "status", "duration_ms")
-_RESERVED = frozenset((*_CORE_KEYS, *_ERROR_KEYS, "exception", *_ACCESS_KEYS))
+# Extras already written in their contract position; any other extra named like a core key
+# (``service``, ``message``...) is kept as ``extra_<name>``.
+_PLACED = frozenset(("correlation_id", *_ERROR_KEYS, "exception", *_ACCESS_KEYS))
 
 # Characters that JSON allows raw but that split lines (U+2028/2029, NEL) for some readers or
 # drive terminals (C1 controls incl. 0x9b CSI, bidi overrides): escaped as \\uXXXX. Matched on
@@ -203,7 +205,7 @@ class JsonRenderer:
                 if key in extra:
                     out[key] = self.clean(key, extra[key])
             for key, value in extra.items():
-                if key in _RESERVED or key[:1] == "_":
+                if key in _PLACED or key[:1] == "_":
                     continue
                 name = key if key not in out else f"extra_{key}"
                 out[name] = self.clean(key, value)
