@@ -13,10 +13,15 @@ round, reversed every other round, and the table shows medians and ratios to bar
 ``success`` is ``GET /items/{id}`` (200); ``error`` is ``GET /fail/{id}``, a 409 raised as an
 exception (an ``HTTPException`` for the peers, a foundation ``ApiException`` for ``all``).
 Tune with ``BENCH_ROUNDS`` (default 5) and ``BENCH_SECONDS`` (default 3).
+
+Because wrk on a shared two-core machine is noisy, a second table times the same apps called
+directly as ASGI callables in this process (no sockets, no HTTP parsing): microseconds per
+request, alternated, median of rounds, and the time each variant adds to bare FastAPI.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
@@ -25,8 +30,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
+from typing import Any
 
 import httpx
 from fastapi import FastAPI, HTTPException
@@ -138,6 +144,53 @@ def _wrk(url: str, seconds: int) -> float:
     return float(match.group(1))
 
 
+def _in_process(rounds: int, calls: int = 2000) -> dict[str, list[float]]:
+    """Microseconds per direct ASGI call of ``GET /items/1``, variants alternated."""
+    apps: dict[str, Any] = {}
+    for variant in ("bare", "foundation", "instrumentator", "exporter"):
+        os.environ["BENCH_METRICS_VARIANT"] = variant
+        apps[variant] = create_app()
+    os.environ.pop("BENCH_METRICS_VARIANT", None)
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/items/1",
+        "raw_path": b"/items/1",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", b"127.0.0.1")],
+        "server": ("127.0.0.1", 8000),
+        "client": ("127.0.0.1", 50000),
+    }
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        return None
+
+    async def run(app: Any, n: int) -> float:
+        started = time.perf_counter()
+        for _ in range(n):
+            await app(dict(scope), receive, send)
+        return (time.perf_counter() - started) / n * 1e6
+
+    async def rounds_of_all() -> dict[str, list[float]]:
+        timings: dict[str, list[float]] = {}
+        for app in apps.values():
+            await run(app, 500)  # warm-up: lazy router setup, label children
+        for number in range(rounds):
+            order = list(apps) if number % 2 == 0 else list(reversed(apps))
+            for variant in order:
+                timings.setdefault(variant, []).append(await run(apps[variant], calls))
+        return timings
+
+    return asyncio.run(rounds_of_all())
+
+
 def main() -> None:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (Debian package wrk)")
@@ -167,6 +220,19 @@ def main() -> None:
             base = statistics.median(rates[("bare", label)])
             row += f"{median:>10,.0f}{median / base:>8.2f}"
         print(row)
+    timings = _in_process(max(rounds * 3, 10))
+    print(f"\nin-process ASGI calls of GET /items/1, {len(timings['bare'])} alternated rounds")
+    print("(median, and minimum: the least disturbed round on a shared machine)")
+    print(
+        f"{'variant':<16}{'median us':>10}{'added':>8}{'ratio':>7}{'min us':>9}{'added':>8}{'ratio':>7}"
+    )
+    base_median, base_min = statistics.median(timings["bare"]), min(timings["bare"])
+    for variant, got in timings.items():
+        med, low = statistics.median(got), min(got)
+        print(
+            f"{variant:<16}{med:>10.1f}{med - base_median:>8.1f}{base_median / med:>7.2f}"
+            f"{low:>9.1f}{low - base_min:>8.1f}{base_min / low:>7.2f}"
+        )
     bare = statistics.median(rates[("bare", "success")])
     ours = statistics.median(rates[("foundation", "success")])
     for peer in ("instrumentator", "exporter"):
