@@ -224,7 +224,8 @@ def main() -> None:
     print(f"\nin-process ASGI calls of GET /items/1, {len(timings['bare'])} alternated rounds")
     print("(median, and minimum: the least disturbed round on a shared machine)")
     print(
-        f"{'variant':<16}{'median us':>10}{'added':>8}{'ratio':>7}{'min us':>9}{'added':>8}{'ratio':>7}"
+        f"{'variant':<16}{'median us':>10}{'added':>8}{'ratio':>7}"
+        f"{'min us':>9}{'added':>8}{'ratio':>7}"
     )
     base_median, base_min = statistics.median(timings["bare"]), min(timings["bare"])
     for variant, got in timings.items():
