@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import random
 import re
+import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -84,25 +85,25 @@ def build_client(settings: Settings, base_url: str, *, what: str = "backend") ->
         headers["Authorization"] = f"Bearer {settings.token}"
     elif settings.username:
         auth = httpx.BasicAuth(settings.username, settings.password or "")
-    verify: bool | str = settings.verify
+    verify: bool | ssl.SSLContext = settings.verify
     if settings.verify and settings.ca_bundle:
-        verify = settings.ca_bundle
+        try:
+            verify = ssl.create_default_context(cafile=settings.ca_bundle)
+        except (OSError, ssl.SSLError) as exc:
+            raise UsageError(
+                f"cannot use CA bundle {settings.ca_bundle!r}: {exc}",
+                hint="give a readable PEM file with --ca-bundle",
+            ) from exc
     # Connect fails fast; a query may legitimately take up to the whole timeout to answer.
     timeout = httpx.Timeout(settings.timeout, connect=min(settings.timeout, 5.0))
-    try:
-        return httpx.Client(
-            base_url=base_url,
-            headers=headers,
-            auth=auth,
-            verify=verify,
-            timeout=timeout,
-            follow_redirects=True,
-        )
-    except (OSError, ValueError) as exc:
-        raise UsageError(
-            f"cannot use CA bundle {settings.ca_bundle!r}: {exc}",
-            hint="give a readable PEM file with --ca-bundle",
-        ) from exc
+    return httpx.Client(
+        base_url=base_url,
+        headers=headers,
+        auth=auth,
+        verify=verify,
+        timeout=timeout,
+        follow_redirects=True,
+    )
 
 
 class BackendHttp:
