@@ -14,18 +14,19 @@ Nothing here parses JSON: :mod:`obsctl.parse` does, and only for the lines worth
 
 from __future__ import annotations
 
-import bz2
-import glob
-import lzma
 import os
-import zipfile
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import IO, Literal, Protocol
+from typing import IO, TYPE_CHECKING, Literal, Protocol
 
 from obsctl.errors import UsageError
+
+if TYPE_CHECKING:  # bz2, lzma and zipfile are imported when such a file is met (start-up time)
+    import bz2
+    import lzma
+    import zipfile
 
 __all__ = [
     "BLOCK_BYTES",
@@ -158,6 +159,8 @@ def expand_paths(paths: Iterable[str], *, default_dir: str) -> list[LogFile]:
         elif os.path.isfile(item):
             found.append(item)
         elif _is_glob(item):
+            import glob
+
             matches = sorted(p for p in glob.glob(item) if os.path.isfile(p))
             if not matches:
                 raise UsageError(f"no file matches {item!r}", hint="check the pattern")
@@ -210,6 +213,11 @@ class _Decompressing:
         self._kind = kind
         self._source = source
         self._damage = damage
+        self._errors: tuple[type[Exception], ...] = (OSError, EOFError, ValueError)
+        if kind == "xz":
+            import lzma
+
+            self._errors = (*self._errors, lzma.LZMAError)
         self._decoder = self._new()
         self._input = b""  # compressed bytes read but not yet given to the decoder
         self._spill = b""  # decompressed bytes not yet handed out
@@ -219,7 +227,11 @@ class _Decompressing:
         if self._kind == "gzip":
             return zlib.decompressobj(wbits=31)
         if self._kind == "bzip2":
+            import bz2
+
             return bz2.BZ2Decompressor()
+        import lzma
+
         return lzma.LZMADecompressor()
 
     def readinto(self, buffer: memoryview) -> int:
@@ -270,7 +282,7 @@ class _Decompressing:
         try:
             out = decoder.decompress(self._input, want)
             self._input = b""
-        except (OSError, EOFError, lzma.LZMAError, ValueError):
+        except self._errors:
             self._corrupted()
             return b""
         return out
@@ -296,15 +308,18 @@ class _ZipMembers:
     between members so that a member without a final newline does not glue onto the next."""
 
     def __init__(self, path: str, source: str, damage: Damage) -> None:
+        import zipfile
+
+        self._zipfile = zipfile
         self._source = source
         self._damage = damage
         self._archive: zipfile.ZipFile | None = None
         self._members: list[zipfile.ZipInfo] = []
         self._current: IO[bytes] | None = None
         try:
-            self._archive = zipfile.ZipFile(path)
+            self._archive = self._zipfile.ZipFile(path)
             self._members = [m for m in self._archive.infolist() if not m.is_dir()]
-        except (zipfile.BadZipFile, OSError, EOFError):
+        except (self._zipfile.BadZipFile, OSError, EOFError):
             damage.file("unreadable zip archive", source)
 
     def close(self) -> None:
@@ -321,12 +336,13 @@ class _ZipMembers:
                 member = self._members.pop(0)
                 try:
                     self._current = self._archive.open(member)
-                except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, RuntimeError):
+                except (self._zipfile.BadZipFile, OSError, EOFError, RuntimeError):
+                    # RuntimeError: encrypted member; NotImplementedError is a RuntimeError too
                     self._damage.file(f"unreadable member {member.filename}", self._source)
                     continue
             try:
                 data = self._current.read(len(buffer))
-            except (zipfile.BadZipFile, zlib.error, OSError, EOFError):
+            except (self._zipfile.BadZipFile, zlib.error, OSError, EOFError):
                 self._damage.file("corrupted zip member, readable part used", self._source)
                 data = b""
             if data:

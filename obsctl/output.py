@@ -10,11 +10,13 @@ import os
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-
-from rich.console import Console, RenderableType
+from typing import TYPE_CHECKING
 
 from obsctl.files import Damage
 from obsctl.scan import Progress
+
+if TYPE_CHECKING:  # rich is imported only when something is rendered (start-up time)
+    from rich.console import Console, RenderableType
 
 __all__ = ["json_lines", "notice", "progress_bar", "report_damage", "show", "stdout_console"]
 
@@ -25,6 +27,8 @@ PROGRESS_MIN_BYTES = 128 << 20
 def stdout_console() -> Console:
     """The console for results: real width on a terminal, wide (unless COLUMNS says) in a pipe,
     so that IDs and messages are not cut for scripts and files."""
+    from rich.console import Console
+
     probe = Console()
     width = None if probe.is_terminal else int(os.environ.get("COLUMNS") or 200)
     return Console(width=width, soft_wrap=False, highlight=False, emoji=False)
@@ -72,10 +76,12 @@ def _silence_stdout() -> None:
 @contextmanager
 def progress_bar(total: int, what: str) -> Iterator[Progress | None]:
     """A transient progress bar on stderr for long scans, only when stderr is a terminal."""
-    console = Console(stderr=True)
-    if total < PROGRESS_MIN_BYTES or not console.is_terminal:
+    if total < PROGRESS_MIN_BYTES or not sys.stderr.isatty():
         yield None
         return
+    from rich.console import Console
+
+    console = Console(stderr=True)
     from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
     with Progress(
