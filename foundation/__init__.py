@@ -14,6 +14,7 @@ from foundation.correlation import (
     stamp_correlation_id,
     with_correlation,
 )
+from foundation.db import Database, DbManager
 from foundation.exceptions import (
     ApiException,
     AppException,
@@ -38,8 +39,10 @@ __all__ = [
     "ApiException",
     "AppException",
     "ConstraintViolation",
+    "Database",
     "DbBusy",
     "DbException",
+    "DbManager",
     "DbUnavailable",
     "DuplicateRecord",
     "InvalidRequest",
