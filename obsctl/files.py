@@ -434,7 +434,7 @@ def iter_blocks(
     *,
     start: int = 0,
     end: int | None = None,
-    block_bytes: int = BLOCK_BYTES,
+    block_bytes: int | None = None,
 ) -> Iterator[Block]:
     """Yield ``(buf, lo, hi, base)``: ``buf[lo:hi]`` holds whole lines of ``log``.
 
@@ -444,6 +444,7 @@ def iter_blocks(
     the middle of it); a line longer than ``block_bytes`` is reported as oversized.
     """
     source = log.path
+    size = BLOCK_BYTES if block_bytes is None else block_bytes
     try:
         raw = open(log.path, "rb")  # noqa: SIM115 - closed in finally, after the generator ends
     except OSError as exc:
@@ -462,7 +463,7 @@ def iter_blocks(
         else:
             reader = _Decompressing(raw, log.kind, source, damage)
         first = True
-        for block in _frame(reader, source, damage, block_bytes=block_bytes, at_eof=at_eof):
+        for block in _frame(reader, source, damage, block_bytes=size, at_eof=at_eof):
             if first and start == 0:
                 first = False
                 buf, lo, hi, _ = block

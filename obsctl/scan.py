@@ -17,10 +17,11 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import IO, TypeVar
 
+from obsctl import files
 from obsctl.analyse import ACCESS_MESSAGE, ErrorAccumulator, RecordFilter, level_rank, route_of
-from obsctl.files import BLOCK_BYTES, Damage, LogFile, expand_paths, iter_blocks
+from obsctl.files import Damage, LogFile, expand_paths, iter_blocks
 from obsctl.parse import Record, parse_line_checked
 
 __all__ = [
@@ -242,6 +243,10 @@ def _with_access(record: Record, access: Record) -> Record:
     return Record(data, record.raw, record.strict, record.source, record.offset, record.seq)
 
 
+#: Public seam: other record sources (Loki) complete an error record with its access line.
+with_access = _with_access
+
+
 def _access_in(
     data: bytes | bytearray, cid: bytes, lo: int, hi: int, *, backwards: bool
 ) -> Record | None:
@@ -379,7 +384,7 @@ def _reverse_lines(log: LogFile, damage: Damage) -> Iterator[tuple[int, bytes]]:
             lines = chunk.split(b"\n")
             if len(lines) == 1:
                 carry = chunk
-                if len(carry) > BLOCK_BYTES:
+                if len(carry) > files.BLOCK_BYTES:
                     carry = b""
                     oversized = True
                 continue
@@ -473,9 +478,10 @@ def last_records(
 @dataclass
 class _Followed:
     path: str
-    handle: object
+    handle: IO[bytes]
     position: int
     partial: bytes = b""
+    skipping: bool = False
 
 
 class Follower:
@@ -528,10 +534,12 @@ class Follower:
             if stat.st_size < state.position:
                 state.position = 0  # truncated in place (copytruncate)
                 state.partial = b""
-            lines.extend(_read_new(state))
+            lines.extend(_read_new(state, self.damage))
         for key in [k for k in self._files if k not in seen]:
             state = self._files.pop(key)
-            lines.extend(_read_new(state))  # rotated away or deleted: drain what was written
+            lines.extend(
+                _read_new(state, self.damage)
+            )  # rotated away or deleted: drain what was written
             _close(state)
         return lines
 
@@ -547,32 +555,34 @@ class Follower:
 
 
 def _close(state: _Followed) -> None:
-    close = getattr(state.handle, "close", None)
-    if close is not None:
-        close()
+    state.handle.close()
 
 
-def _read_new(state: _Followed) -> list[tuple[str, int, bytes]]:
+def _read_new(state: _Followed, damage: Damage) -> list[tuple[str, int, bytes]]:
+    """Complete lines appended since the last read; the unfinished last line waits in
+    ``state.partial`` for its ``\n``; a line that outgrows the block size is skipped."""
     handle = state.handle
     out: list[tuple[str, int, bytes]] = []
-    try:
-        handle.seek(state.position)  # type: ignore[attr-defined]
-        data: bytes = handle.read(BLOCK_BYTES)  # type: ignore[attr-defined]
-    except OSError:
-        return out
-    while data:
+    while True:
+        try:
+            handle.seek(state.position)
+            data = handle.read(files.BLOCK_BYTES)
+        except OSError:
+            return out
+        if not data:
+            return out
         state.position += len(data)
         text = state.partial + data
         pieces = text.split(b"\n")
         state.partial = pieces.pop()
         offset = state.position - len(text)
         for piece in pieces:
-            out.append((state.path, offset, piece))
+            if state.skipping:
+                state.skipping = False  # the end of the oversized line
+            else:
+                out.append((state.path, offset, piece))
             offset += len(piece) + 1
-        if len(state.partial) > BLOCK_BYTES:
+        if len(state.partial) > files.BLOCK_BYTES:
+            damage.line("oversized", state.path)
             state.partial = b""
-        try:
-            data = handle.read(BLOCK_BYTES)  # type: ignore[attr-defined]
-        except OSError:
-            break
-    return out
+            state.skipping = True
