@@ -50,6 +50,9 @@ class Database:
     - ``connect_timeout`` (seconds, default 10).
     - ``application_name`` (PostgreSQL; default ``"foundation"``), visible in ``pg_stat_activity``.
     - ``busy_timeout`` (SQLite, seconds, default 5): how long a writer waits for the lock.
+    - ``sqlite_synchronous`` (SQLite, default ``"NORMAL"``): with WAL, NORMAL never corrupts
+      and survives an application crash; a power loss may drop the last commits. ``"FULL"``
+      syncs every commit (several times slower on most disks).
     - ``cleanup_timeout`` (seconds, default 5): bound on a rollback after a failure; past it the
       connection is invalidated instead of returned to the pool.
     - ``observers``: ``TransactionObserver`` callables, also reachable as the public list
@@ -66,6 +69,7 @@ class Database:
         connect_timeout: float = 10.0,
         application_name: str = "foundation",
         busy_timeout: float = 5.0,
+        sqlite_synchronous: str = "NORMAL",
         cleanup_timeout: float = 5.0,
         observers: Iterable[TransactionObserver] = (),
         retry_base_delay: float = 0.05,
@@ -79,6 +83,11 @@ class Database:
         self.connect_timeout = connect_timeout
         self.application_name = application_name
         self.busy_timeout = busy_timeout
+        if sqlite_synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+            raise ValueError(
+                f"sqlite_synchronous must be OFF, NORMAL, FULL or EXTRA, got {sqlite_synchronous!r}"
+            )
+        self.sqlite_synchronous = sqlite_synchronous.upper()
         self.cleanup_timeout = cleanup_timeout
         self.retry_base_delay = retry_base_delay
         self.retry_max_delay = retry_max_delay
@@ -174,7 +183,7 @@ class Database:
         options["connect_args"] = {**connect_args, **user_connect_args}
         engine = create_async_engine(self.url, **options)
         if self.dialect == "sqlite":
-            event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
+            event.listen(engine.sync_engine, "connect", _sqlite_on_connect(self.sqlite_synchronous))
         elif driver == "aiomysql":
             event.listen(
                 engine.sync_engine,
@@ -407,13 +416,17 @@ def _create_sqlite_parent(url: URL) -> None:
     Path(database).parent.mkdir(parents=True, exist_ok=True)
 
 
-def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    try:
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-    finally:
-        cursor.close()
+def _sqlite_on_connect(synchronous: str) -> Callable[[Any, Any], None]:
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute(f"PRAGMA synchronous={synchronous}")
+        finally:
+            cursor.close()
+
+    return on_connect
 
 
 def _aiomysql_on_connect(

@@ -32,6 +32,7 @@ from foundation.exceptions import (
     RecordNotFound,
     ReferenceViolation,
 )
+from tests.support import free_port
 
 SCHEMA = (
     "CREATE TABLE parent (id INTEGER PRIMARY KEY)",
@@ -89,9 +90,15 @@ async def test_construction_does_no_io_and_first_use_creates_the_directory(tmp_p
     async with DbManager(database=db) as session:
         mode = (await session.execute(text("PRAGMA journal_mode"))).scalar_one()
         fks = (await session.execute(text("PRAGMA foreign_keys"))).scalar_one()
+        sync = (await session.execute(text("PRAGMA synchronous"))).scalar_one()
     await db.dispose()
     assert (tmp_path / "nested" / "dir" / "app.db").is_file()
-    assert (mode, fks) == ("wal", 1)
+    assert (mode, fks, sync) == ("wal", 1, 1)  # synchronous 1 = NORMAL
+
+
+def test_unknown_sqlite_synchronous_is_refused() -> None:
+    with pytest.raises(ValueError, match="sqlite_synchronous"):
+        Database("sqlite+aiosqlite:///x.db", sqlite_synchronous="SOMETIMES")
 
 
 def test_two_app_lifecycles_on_separate_event_loops(tmp_path: Path) -> None:
@@ -603,3 +610,20 @@ async def test_get_session_without_app_state_database_is_a_500(db: Database) -> 
         response = await client.get("/items/1")
     assert response.status_code == 500
     assert "app.state.database" not in response.text
+
+
+@pytest.mark.parametrize(
+    "scheme", ["postgresql+asyncpg://postgres@", "mysql+aiomysql://root@"], ids=["pg", "mysql"]
+)
+async def test_server_down_is_unavailable_not_a_crash(scheme: str) -> None:
+    """Nothing listens on the port: a 503-class error, quickly, with the connection reason."""
+    db = Database(f"{scheme}127.0.0.1:{free_port()}/test", connect_timeout=2)
+    started = time.monotonic()
+    try:
+        with pytest.raises(DbUnavailable) as caught:
+            async with DbManager(database=db) as session:
+                await session.execute(text("SELECT 1"))
+    finally:
+        await db.dispose()
+    assert time.monotonic() - started < 3
+    assert caught.value.http_code == 503
