@@ -304,8 +304,8 @@ class _Decompressing:
 
 
 class _ZipMembers:
-    """``readinto`` over every member of a zip archive, one after the other, with a ``\\n``
-    between members so that a member without a final newline does not glue onto the next."""
+    """``readinto`` over every member of a zip archive, one after the other; a member without a
+    final newline gets one, so that its last line does not glue onto the next member."""
 
     def __init__(self, path: str, source: str, damage: Damage) -> None:
         import zipfile
@@ -316,6 +316,7 @@ class _ZipMembers:
         self._archive: zipfile.ZipFile | None = None
         self._members: list[zipfile.ZipInfo] = []
         self._current: IO[bytes] | None = None
+        self._ends_line = True
         try:
             self._archive = self._zipfile.ZipFile(path)
             self._members = [m for m in self._archive.infolist() if not m.is_dir()]
@@ -347,11 +348,14 @@ class _ZipMembers:
                 data = b""
             if data:
                 buffer[: len(data)] = data
+                self._ends_line = data.endswith(b"\n")
                 return len(data)
             self._current.close()
             self._current = None
-            buffer[:1] = b"\n"
-            return 1
+            if not self._ends_line:
+                self._ends_line = True
+                buffer[:1] = b"\n"
+                return 1
         return 0
 
 
