@@ -401,11 +401,17 @@ def status_of(record: Record) -> int | None:
     return code if code is not None else record.status
 
 
+def route_template_of(record: Record) -> str | None:
+    """The route template (``/orders/{order_id}``), or the raw path when no route matched."""
+    target = record.data.get("route") or record.data.get("path")
+    return target if isinstance(target, str) and target else None
+
+
 def _group_key(record: Record, by: str) -> int | str | None:
     if by == "internal_code":
         return record.internal_code
     if by == "route":
-        return route_of(record)
+        return route_template_of(record)
     if by == "exception":
         return exception_of(record)
     return status_of(record)

@@ -219,7 +219,13 @@ def _traceback_panels(trace: Trace) -> list[Panel]:
         tb = _traceback(entry.record.exception)
         if tb is not None:
             panels.append(
-                Panel(tb, title=Text(f"traceback at {_ms(entry.offset_ms)}"), border_style="red")
+                Panel(
+                    tb,
+                    title=Text(f"traceback at {_ms(entry.offset_ms)}"),
+                    title_align="left",
+                    border_style="red",
+                    expand=False,
+                )
             )
     return panels
 

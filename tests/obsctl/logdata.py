@@ -9,6 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
+
+from obsctl.entry import main
 
 BASE = datetime(2026, 11, 26, 2, 11, 52, 123456, tzinfo=UTC).timestamp()
 
@@ -103,3 +106,10 @@ def order_request(start: float, cid: str = CID_A) -> list[bytes]:
         ),
         access(start + 0.0123, cid, "POST", "/orders", "/orders", 409, 12.3),
     ]
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """Run ``obsctl ARGS`` in this process: exit code, stdout, stderr."""
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
