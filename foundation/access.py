@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from loguru import logger
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from foundation.logging import current_logging
 from foundation.routing import route_template
 
 ACCESS_MESSAGE = "request finished"
@@ -43,13 +44,15 @@ class AccessLogMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            logger.info(
-                ACCESS_MESSAGE,
-                method=scope["method"],
-                path=scope["path"],
-                route=route_template(scope, root_path),
+            fields = {
+                "method": scope["method"],
+                "path": scope["path"],
+                "route": route_template(scope, root_path),
                 # No response at all, or one cut short after its status line (an error while
                 # streaming): the client did not get what the status said, so it counts as 500.
-                status=status if complete else 500,
-                duration_ms=round((time.perf_counter() - start) * 1000.0, 3),
-            )
+                "status": status if complete else 500,
+                "duration_ms": round((time.perf_counter() - start) * 1000.0, 3),
+            }
+            config = current_logging()
+            if config is None or not config.emit("INFO", 20, ACCESS_MESSAGE, __name__, fields):
+                logger.info(ACCESS_MESSAGE, **fields)

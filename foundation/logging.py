@@ -117,12 +117,19 @@ class JsonRenderer:
 
     def timestamp(self, moment: datetime) -> str:
         """RFC 3339 UTC with microseconds; the formatting of the second is cached."""
-        second = int(moment.timestamp())
+        return self._format_time(int(moment.timestamp()), moment.microsecond)
+
+    def _format_time(self, second: int, microsecond: int) -> str:
         cached_second, prefix = self._second
         if second != cached_second:
             prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
             self._second = (second, prefix)
-        return f"{prefix}.{moment.microsecond:06d}Z"
+        return f"{prefix}.{microsecond:06d}Z"
+
+    def now(self) -> str:
+        """The current time, formatted like ``timestamp``."""
+        nanoseconds = time.time_ns()
+        return self._format_time(nanoseconds // 1_000_000_000, nanoseconds // 1000 % 1_000_000)
 
     def is_sensitive(self, key: str) -> bool:
         known = self._sensitive.get(key)
@@ -174,15 +181,33 @@ class JsonRenderer:
         }
 
     def fields(self, record: Record) -> dict[str, Any]:
-        extra = record["extra"]
-        out: dict[str, Any] = {
-            "ts": self.timestamp(record["time"]),
-            "level": record["level"].name,
-        }
+        return self.assemble(
+            self.timestamp(record["time"]),
+            record["level"].name,
+            record["message"],
+            record["name"],
+            record["function"],
+            record["line"],
+            record["extra"],
+            self.exception(record),
+        )
+
+    def assemble(  # noqa: PLR0917 - one positional per contract key, on the hot path
+        self,
+        ts: str,
+        level: str,
+        message: str,
+        name: str | None,
+        function: str | None,
+        line: int | None,
+        extra: Mapping[str, Any],
+        exception: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """The record's keys in contract order, extras cleaned and flattened after them."""
+        out: dict[str, Any] = {"ts": ts, "level": level}
         cid = extra.get("correlation_id")
         if cid:
             out["correlation_id"] = cid
-        message = record["message"]
         out["message"] = (
             message
             if len(message) <= self.max_field_chars
@@ -190,17 +215,19 @@ class JsonRenderer:
         )
         if self.service:
             out["service"] = self.service
-        out["logger"] = record["name"]
-        out["function"] = record["function"]
-        out["line"] = record["line"]
+        if name:
+            out["logger"] = name
+        if function:
+            out["function"] = function
+        if line is not None:
+            out["line"] = line
         # Skip the extras pass when the correlation ID is the only extra (the common case).
-        if len(extra) > ("correlation_id" in extra) or record["exception"] is not None:
+        if len(extra) > ("correlation_id" in extra) or exception is not None:
             for key in _ERROR_KEYS:
                 if key in extra:
                     out[key] = self.clean(key, extra[key])
-            exc = self.exception(record)
-            if exc is not None:
-                out["exception"] = exc
+            if exception is not None:
+                out["exception"] = exception
             for key in _ACCESS_KEYS:
                 if key in extra:
                     out[key] = self.clean(key, extra[key])
@@ -314,12 +341,16 @@ class _GuardedSink:
         self._last_warning = -math.inf
         self.dropped = 0
         self._lock = threading.Lock()
+        # Loguru serialises its own calls per handler; ``LoggingConfig.emit`` writes without
+        # Loguru, so both paths also take this lock (a TextIOWrapper is not thread-safe).
+        self._write_lock = threading.Lock()
 
     def write(self, message: Message | str) -> None:
         try:
-            self._target.write(message)
-            if self._target is sys.stdout or self._target is sys.stderr:
-                self._target.flush()
+            with self._write_lock:
+                self._target.write(message)
+                if self._target is sys.stdout or self._target is sys.stderr:
+                    self._target.flush()
         except Exception as exc:
             self._dropped(exc)
 
@@ -382,11 +413,53 @@ class LoggingConfig:
     handler_ids: tuple[int, ...]
     sinks: tuple[_GuardedSink, ...]
     renderer: JsonRenderer
+    json_sinks: tuple[_GuardedSink, ...] = ()
+    level_no: int = 20
 
     @property
     def dropped_records(self) -> int:
         """Records that a sink could not write (disk full, unwritable directory)."""
         return sum(sink.dropped for sink in self.sinks)
+
+    def emit(
+        self, level: str, level_no: int, message: str, name: str, extra: Mapping[str, Any]
+    ) -> bool:
+        """Write one of foundation's own records (the access line) straight to the JSON sinks.
+
+        Loguru's per-record machinery (frame inspection, process and thread names, record copy,
+        format) costs more than the request it describes; foundation's own lines need none of
+        it. Only taken when every installed handler is one of foundation's JSON sinks (no
+        terminal format, no sink added by the application); otherwise returns ``False`` and the
+        caller logs through Loguru as usual.
+        """
+        handlers = getattr(getattr(logger, "_core", None), "handlers", None)
+        if (
+            not self.json_sinks
+            or len(self.json_sinks) != len(self.handler_ids)
+            or handlers is None
+            or len(handlers) != len(self.handler_ids)
+        ):
+            return False
+        if level_no < self.level_no:
+            return True
+        renderer = self.renderer
+        cid = correlation_id.get()
+        fields = renderer.assemble(
+            renderer.now(),
+            level,
+            message,
+            name,
+            None,
+            None,
+            {"correlation_id": cid, **extra} if cid else extra,
+        )
+        try:
+            line = renderer.serialize(fields).decode() + "\n"
+        except Exception:
+            return False
+        for sink in self.json_sinks:
+            sink.write(line)
+        return True
 
 
 _installed: list[LoggingConfig] = []
@@ -440,6 +513,7 @@ def configure_logging(
     logger.configure(patcher=_add_correlation_id, extra={})
     handler_ids: list[int] = []
     sinks: list[_GuardedSink] = []
+    json_sinks: list[_GuardedSink] = []
     log_file: Path | None = None
 
     if log_dir is not None:
@@ -457,6 +531,7 @@ def configure_logging(
         )
         guarded = _GuardedSink(file_sink, str(log_file))
         sinks.append(guarded)
+        json_sinks.append(guarded)
         handler_ids.append(
             logger.add(
                 guarded,
@@ -475,6 +550,8 @@ def configure_logging(
         use_json = (not is_tty) if stdout_json is None else stdout_json
         guarded = _GuardedSink(stream, "stdout")
         sinks.append(guarded)
+        if use_json:
+            json_sinks.append(guarded)
         handler_ids.append(
             logger.add(
                 guarded,
@@ -493,6 +570,8 @@ def configure_logging(
     config = LoggingConfig(
         service=service,
         log_file=log_file,
+        json_sinks=tuple(json_sinks),
+        level_no=logger.level(log_level).no if isinstance(log_level, str) else log_level,
         handler_ids=tuple(handler_ids),
         sinks=tuple(sinks),
         renderer=renderer,

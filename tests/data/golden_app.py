@@ -138,7 +138,13 @@ def generate(log_dir: Path) -> bytes:
                 await client.request(method, path, json=body, headers={"X-Request-ID": cid})
 
     logger.info("service started", version="1.4.2")
-    with mock.patch("foundation.access.time.perf_counter", side_effect=lambda: next(ticks)):
+    with (
+        mock.patch("foundation.access.time.perf_counter", side_effect=lambda: next(ticks)),
+        # foundation's own access lines bypass Loguru (and its patcher): same clock for them.
+        mock.patch.object(
+            foundation_logging.JsonRenderer, "now", lambda self: self.timestamp(next(clock))
+        ),
+    ):
         asyncio.run(drive())
     logger.info("service stopped")
     logger.remove()
