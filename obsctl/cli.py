@@ -13,8 +13,8 @@ from typing import Annotated
 import typer
 
 from obsctl import __version__
-from obsctl.commands_backends import loki_app, prom_app
-from obsctl.errors import EXIT_USAGE, ObsctlError
+from obsctl.commands_backends import LokiSince, LokiUrl, Selector, loki_app, prom_app
+from obsctl.errors import EXIT_USAGE, ObsctlError, UsageError
 
 app = typer.Typer(
     name="obsctl",
@@ -65,7 +65,7 @@ app.add_typer(errors_app, name="errors")
 
 
 @app.command()
-def trace(
+def trace(  # noqa: PLR0917 - typer maps each parameter to a flag
     correlation_id: Annotated[
         str, typer.Argument(metavar="ID", help="Correlation ID, or its first 8+ characters.")
     ],
@@ -74,11 +74,20 @@ def trace(
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Keep watching for new lines of this ID.")
     ] = False,
+    loki_url: LokiUrl = None,
+    selector: Selector = None,
+    loki_since: LokiSince = None,
 ) -> None:
     """Follow one request: a summary in plain words, then its timeline across every log file."""
     from obsctl import commands_files
+    from obsctl.settings import resolve
 
-    commands_files.trace(correlation_id, paths or [], json_out=json_out, follow=follow)
+    settings = resolve(loki_url=loki_url, loki_selector=selector, loki_since=loki_since)
+    if follow and settings.loki_url:
+        raise UsageError("--follow watches log files", hint="drop --follow when reading Loki")
+    commands_files.trace(
+        correlation_id, paths or [], json_out=json_out, follow=follow, settings=settings
+    )
 
 
 @errors_app.command("top")
@@ -95,12 +104,23 @@ def errors_top(  # noqa: PLR0917 - typer maps each parameter to a flag
     ] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="Show at most N groups.")] = 20,
     json_out: JsonFlag = False,
+    loki_url: LokiUrl = None,
+    selector: Selector = None,
+    loki_since: LokiSince = None,
 ) -> None:
     """ERROR and CRITICAL records ranked by internal_code (or route, exception, status)."""
     from obsctl import commands_files
+    from obsctl.settings import resolve
 
+    settings = resolve(loki_url=loki_url, loki_selector=selector, loki_since=loki_since)
     commands_files.errors_top(
-        paths or [], by=by.value, since=since, until=until, limit=limit, json_out=json_out
+        paths or [],
+        by=by.value,
+        since=since,
+        until=until,
+        limit=limit,
+        json_out=json_out,
+        settings=settings,
     )
 
 

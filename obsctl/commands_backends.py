@@ -35,6 +35,22 @@ LokiUrl = Annotated[
     str | None,
     typer.Option("--loki-url", help="Loki base URL (env OBSCTL_LOKI_URL)", rich_help_panel=_CONN),
 ]
+Selector = Annotated[
+    str | None,
+    typer.Option(
+        "--selector",
+        help='Loki stream selector (env OBSCTL_LOKI_SELECTOR, default {service=~".+"})',
+        rich_help_panel=_CONN,
+    ),
+]
+LokiSince = Annotated[
+    str | None,
+    typer.Option(
+        "--loki-since",
+        help="How far back to search Loki (env OBSCTL_LOKI_SINCE, default 24h)",
+        rich_help_panel=_CONN,
+    ),
+]
 Timeout = Annotated[
     float | None,
     typer.Option(

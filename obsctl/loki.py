@@ -189,6 +189,22 @@ class LokiClient:
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise self._malformed(f"unexpected metric result ({exc})") from exc
 
+    def metric_range(self, query: str, *, start_ns: int, end_ns: int, step_ms: int) -> PromResult:
+        envelope = self.http.get_json(
+            "loki/api/v1/query_range",
+            {
+                "query": query,
+                "start": str(start_ns),
+                "end": str(end_ns),
+                "step": f"{step_ms}ms",
+            },
+        )
+        data, warnings = self._data(envelope)
+        try:
+            return parse_data(data, tuple(warnings))
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise self._malformed(f"unexpected metric result ({exc})") from exc
+
     def _data(self, envelope: Any) -> tuple[dict[str, Any], list[str]]:
         if not isinstance(envelope, dict) or envelope.get("status") != "success":
             raise self._malformed("no success envelope")

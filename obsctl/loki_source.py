@@ -10,12 +10,24 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 
 import orjson
 
+from obsctl.analyse import (
+    ACCESS_MESSAGE,
+    ErrorAccumulator,
+    ErrorGroup,
+    ErrorReport,
+    epoch_to_ts,
+    route_of,
+)
 from obsctl.errors import UsageError
+from obsctl.files import Damage
 from obsctl.http import BackendHttp, build_client
-from obsctl.loki import LogEntry, LokiClient, loki_error_text
+from obsctl.loki import LogEntry, LokiClient, PagingReport, loki_error_text
+from obsctl.parse import Record, parse_line_checked
+from obsctl.scan import with_access
 from obsctl.settings import Settings
 from obsctl.timespec import NS_PER_S, now_ns, parse_duration_ns, parse_time_ns
 
@@ -114,3 +126,185 @@ def print_entries(entries: Iterable[LogEntry], *, json_out: bool) -> int:
         count += 1
     out.flush()
     return count
+
+
+# ------------------------------------------------------------------------------ trace over Loki
+
+
+def trace_records(settings: Settings, query: str, damage: Damage) -> list[Record]:
+    """Every record of the last ``settings.loki_since`` whose line contains ``query``.
+
+    Only a line filter is sent (no ``| json``): a parser stage would turn every extracted
+    field into a stream label and split the answer into one stream per line. The exact
+    correlation-ID match is then done by the same analysis as for files.
+    """
+    end = now_ns()
+    start = end - parse_duration_ns(settings.loki_since, flag="OBSCTL_LOKI_SINCE")
+    logql = with_line_filter(settings.loki_selector, query)
+    records: list[Record] = []
+    report = PagingReport()
+    with loki_client(settings) as client:
+        for entry in client.entries(
+            logql, start_ns=start, end_ns=end, limit=None, direction="forward", report=report
+        ):
+            record = _record(entry, damage)
+            if record is not None:
+                records.append(record)
+    _warn(report.warnings)
+    return records
+
+
+def _record(entry: LogEntry, damage: Damage) -> Record | None:
+    record, reason = parse_line_checked(entry.line.encode("utf-8"), source=_SOURCE)
+    if record is None and reason is not None:
+        damage.line(reason, _SOURCE)
+    return record
+
+
+def _warn(warnings: Iterable[str]) -> None:
+    for warning in warnings:
+        sys.stderr.write(f"obsctl: warning from Loki: {escape_for_terminal(warning)}\n")
+
+
+# ------------------------------------------------------------------------- errors top over Loki
+
+#: The label ``| json`` extracts for each ``--by`` field (nested keys joined with ``_``).
+GROUP_LABELS = {
+    "internal_code": "internal_code",
+    "exception": "exception_type",
+    "status": "http_code",
+}
+#: Groups that get sample lines fetched (the rest show their count and trend only).
+MAX_SAMPLED_GROUPS = 50
+_BUCKETS = 12
+_SOURCE = "loki"
+
+
+def _group_key(by: str, value: str | None) -> int | str | None:
+    if not value:
+        return None
+    if by in ("internal_code", "status"):
+        return int(value) if value.lstrip("-").isdigit() else value
+    return value
+
+
+def error_report(
+    settings: Settings,
+    *,
+    by: str,
+    since: float | None,
+    until: float | None,
+    now: float,
+    damage: Damage,
+) -> ErrorReport:
+    """``errors top`` counted by Loki: one metric query for the counts, one for the trend,
+    then the first and last line of each group (and its access line) for the other columns."""
+    label = GROUP_LABELS.get(by)
+    if label is None:
+        raise UsageError(
+            f"--by {by} cannot be counted by Loki: the route is on the access line, not on the "
+            "error line",
+            hint="use --by internal_code, exception or status, or obsctl prom routes",
+        )
+    end = int((until if until is not None else now) * NS_PER_S)
+    if since is not None:
+        start = int(since * NS_PER_S)
+    else:
+        start = end - parse_duration_ns(settings.loki_since, flag="OBSCTL_LOKI_SINCE")
+    bucket_ms = max(-(-(end - start) // (_BUCKETS * 1_000_000)), 1)
+    span_ms = bucket_ms * _BUCKETS
+    start = end - span_ms * 1_000_000
+    errors = f'{settings.loki_selector} | json | level=~"ERROR|CRITICAL"'
+    counting = f"sum by ({label}) (count_over_time({errors} [{span_ms}ms]))"
+    trending = f"sum by ({label}) (count_over_time({errors} [{bucket_ms}ms]))"
+    with loki_client(settings) as client:
+        counted = client.metric_instant(counting, time_ns=end)
+        trend_answer = client.metric_range(
+            trending,
+            start_ns=start + bucket_ms * 1_000_000,
+            end_ns=end,
+            step_ms=bucket_ms,
+        )
+        counts = {s.metric.get(label) or None: int(s.point.value) for s in counted.vector}
+        counts = {k: v for k, v in counts.items() if v > 0}
+        trends: dict[str | None, list[int]] = {}
+        for series in trend_answer.matrix:
+            buckets = [0] * _BUCKETS
+            for point in series.points:
+                index = round((point.ts * NS_PER_S - start) / (bucket_ms * 1_000_000)) - 1
+                buckets[min(max(index, 0), _BUCKETS - 1)] += int(point.value)
+            trends[series.metric.get(label) or None] = buckets
+        samples = ErrorAccumulator(by, since=start / NS_PER_S, until=end / NS_PER_S)
+        ranked = sorted(counts, key=lambda v: -counts[v])
+        for value in ranked[:MAX_SAMPLED_GROUPS]:
+            matcher = f"{label}={logql_string(value or '')}"
+            for record in _samples(client, f"{errors} | {matcher}", start, end, damage):
+                samples.add(
+                    _with_access_line(client, settings, record, start=start, end=end, damage=damage)
+                )
+    _warn([*counted.warnings, *trend_answer.warnings])
+    sampled = {g.key: g for g in samples.report(now=now, buckets=_BUCKETS).groups}
+    total = sum(counts.values())
+    groups = []
+    for value in ranked:
+        key = _group_key(by, value)
+        count = counts[value]
+        trend = tuple(trends.get(value, [0] * _BUCKETS))
+        base = sampled.get(key)
+        if base is None:
+            groups.append(
+                ErrorGroup(
+                    key, count, count / total, (), None, None, (), (), (), "", "", trend, None
+                )
+            )
+            continue
+        # Only the two sampled lines saw the route: one route means every line of the group.
+        routes = ((base.routes[0][0], count),) if len(base.routes) == 1 else base.routes
+        groups.append(replace(base, count=count, share=count / total, trend=trend, routes=routes))
+    groups.sort(key=lambda g: (-g.count, g.key is None, str(g.key)))
+    return ErrorReport(
+        by=by,
+        groups=tuple(groups),
+        total=total,
+        window_start=epoch_to_ts(start / NS_PER_S),
+        window_end=epoch_to_ts(end / NS_PER_S),
+        bucket_seconds=bucket_ms / 1000,
+    )
+
+
+def _samples(client: LokiClient, logql: str, start: int, end: int, damage: Damage) -> list[Record]:
+    """The first and the last line of a group (one line when they are the same)."""
+    found: list[Record] = []
+    keys: set[tuple[int, tuple[tuple[str, str], ...], str]] = set()
+    for direction in ("forward", "backward"):
+        for entry in client.entries(
+            logql, start_ns=start, end_ns=end, limit=1, direction=direction
+        ):
+            if entry.key() in keys:
+                continue
+            keys.add(entry.key())
+            record = _record(entry, damage)
+            if record is not None:
+                found.append(record)
+    return found
+
+
+def _with_access_line(
+    client: LokiClient,
+    settings: Settings,
+    record: Record,
+    *,
+    start: int,
+    end: int,
+    damage: Damage,
+) -> Record:
+    """The error record completed with its request's access line (route, status, duration)."""
+    cid = record.correlation_id
+    if cid is None or route_of(record) is not None:
+        return record
+    logql = f"{with_line_filter(settings.loki_selector, cid)} |= {logql_string(ACCESS_MESSAGE)}"
+    for entry in client.entries(logql, start_ns=start, end_ns=end, limit=5, direction="forward"):
+        access = _record(entry, damage)
+        if access is not None and access.correlation_id == cid:
+            return with_access(record, access)
+    return record

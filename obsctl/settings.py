@@ -15,6 +15,7 @@ DEFAULT_LOG_DIR = "var/log"
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_LOKI_SELECTOR = '{service=~".+"}'
 DEFAULT_MAX_RESPONSE_MB = 256
+DEFAULT_LOKI_SINCE = "24h"
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +32,8 @@ class Settings:
     loki_selector: str = DEFAULT_LOKI_SELECTOR
     log_dir: str = DEFAULT_LOG_DIR
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_MB * 1024 * 1024
+    # How far back trace/errors top search Loki when no window is given (Loki needs one).
+    loki_since: str = DEFAULT_LOKI_SINCE
 
 
 def _pick(flag: str | None, env: Mapping[str, str], name: str) -> str | None:
@@ -52,6 +55,7 @@ def resolve(
     ca_bundle: str | None = None,
     insecure: bool | None = None,
     loki_selector: str | None = None,
+    loki_since: str | None = None,
     env: Mapping[str, str] | None = None,
 ) -> Settings:
     """Build the settings of one invocation; ``env`` defaults to the process environment."""
@@ -93,4 +97,5 @@ def resolve(
         loki_selector=_pick(loki_selector, env, "OBSCTL_LOKI_SELECTOR") or DEFAULT_LOKI_SELECTOR,
         log_dir=env.get("OBSCTL_LOG_DIR") or DEFAULT_LOG_DIR,
         max_response_bytes=max_response_bytes,
+        loki_since=_pick(loki_since, env, "OBSCTL_LOKI_SINCE") or DEFAULT_LOKI_SINCE,
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from obsctl.analyse import ErrorReport
+from obsctl.errors import UsageError
 from obsctl.files import Damage, expand_paths
 from obsctl.parse import Record
 from obsctl.scan import Progress, collect_errors, find_trace_records
@@ -33,6 +34,11 @@ def trace_records(
     progress: Progress | None = None,
 ) -> list[Record]:
     """Every record whose correlation ID is ``query`` or starts with it (any order)."""
+    if settings.loki_url:
+        from obsctl import loki_source
+
+        _no_paths_with_loki(paths)
+        return loki_source.trace_records(settings, query, damage)
     logs = expand_paths(paths, default_dir=settings.log_dir)
     return find_trace_records(logs, query, damage, progress=progress)
 
@@ -49,8 +55,23 @@ def error_report(
     progress: Progress | None = None,
 ) -> ErrorReport:
     """ERROR and CRITICAL records in ``[since, until)`` grouped ``by`` a field, ranked."""
+    if settings.loki_url:
+        from obsctl import loki_source
+
+        _no_paths_with_loki(paths)
+        return loki_source.error_report(
+            settings, by=by, since=since, until=until, now=now, damage=damage
+        )
     logs = expand_paths(paths, default_dir=settings.log_dir)
     accumulator = collect_errors(
         logs, by=by, since=since, until=until, damage=damage, progress=progress
     )
     return accumulator.report(now=now)
+
+
+def _no_paths_with_loki(paths: Sequence[str]) -> None:
+    if paths:
+        raise UsageError(
+            "both log PATHs and a Loki URL were given",
+            hint="drop the PATHs to read Loki, or unset --loki-url/OBSCTL_LOKI_URL to read files",
+        )
