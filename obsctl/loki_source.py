@@ -26,7 +26,7 @@ from obsctl.errors import UsageError
 from obsctl.files import Damage
 from obsctl.http import BackendHttp, build_client
 from obsctl.loki import LogEntry, LokiClient, PagingReport, loki_error_text
-from obsctl.parse import Record, parse_line_checked
+from obsctl.parse import Record, parse_line, parse_line_checked
 from obsctl.scan import with_access
 from obsctl.settings import Settings
 from obsctl.timespec import NS_PER_S, now_ns, parse_duration_ns, parse_time_ns
@@ -102,29 +102,40 @@ def entry_json(entry: LogEntry) -> bytes:
 
 
 def _plain(entry: LogEntry) -> str:
-    whole, frac = divmod(entry.ts, NS_PER_S)
+    """A line that is not a log record: its Loki time, labels and text, escaped."""
     from datetime import UTC, datetime
 
+    whole, frac = divmod(entry.ts, NS_PER_S)
     stamp = datetime.fromtimestamp(whole, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
     labels = ",".join(f"{k}={v}" for k, v in sorted(entry.labels.items()))
     return escape_for_terminal(f"{stamp}.{frac:09d}Z {{{labels}}} {entry.line}")
 
 
 def print_entries(entries: Iterable[LogEntry], *, json_out: bool) -> int:
-    """Write entries to stdout as they arrive (one page in memory); return how many."""
-    out = sys.stdout
+    """Write entries to stdout as they arrive (one page in memory); return how many.
+
+    Log records (foundation's JSON lines, Loguru's native shape) are printed by ``tail``'s
+    printer; any other line as Loki time, labels and escaped text.
+    """
     count = 0
     if json_out:
-        buffer = out.buffer
+        buffer = sys.stdout.buffer
         for entry in entries:
             buffer.write(entry_json(entry) + b"\n")
             count += 1
         buffer.flush()
         return count
+    from obsctl.output import stdout_console
+    from obsctl.render import render_record
+
+    console = stdout_console()
     for entry in entries:
-        out.write(_plain(entry) + "\n")
+        record = parse_line(entry.line.encode("utf-8"))
+        if record is not None:
+            console.print(render_record(record))
+        else:
+            console.out(_plain(entry), highlight=False)
         count += 1
-    out.flush()
     return count
 
 

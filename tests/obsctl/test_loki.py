@@ -329,3 +329,24 @@ def test_fake_json_stage_flattens_nested_keys() -> None:
     line = '{"exception":{"type":"KeyError"},"tags":["x"]}'
     labels = run_pipeline(stages, {"a": "b"}, line)
     assert labels == {"a": "b", "exception_type": "KeyError"}
+
+
+def test_log_records_render_with_tails_printer(
+    fake: FakeLoki, capsys: pytest.CaptureFixture[str]
+) -> None:
+    line = (
+        '{"ts":"2026-11-26T02:11:52.129456Z","level":"ERROR",'
+        '"correlation_id":"773fa6885c2e4d7f9a6b1c0d2e3f4a5b","message":"order id=42 not found",'
+        '"logger":"foundation.handlers","internal_code":21101}'
+    )
+    fake.push({"service": "api"}, [(T0, line), (T0 + 1, "plain [bold]text[/bold]")])
+    code, out, err = run(
+        capsys, "loki", "query", '{service="api"}', "--loki-url", fake.url,
+        "--from", str(T0), "--to", str(T0 + 5), "--forward",
+    )  # fmt: skip
+    assert code == 0, err
+    record_line, plain_line = out.splitlines()
+    assert "ERROR" in record_line and "773fa688" in record_line
+    assert "order id=42 not found" in record_line
+    assert '"level"' not in record_line
+    assert plain_line.endswith("{service=api} plain [bold]text[/bold]")
