@@ -627,3 +627,24 @@ async def test_server_down_is_unavailable_not_a_crash(scheme: str) -> None:
         await db.dispose()
     assert time.monotonic() - started < 3
     assert caught.value.http_code == 503
+
+
+async def test_setup_with_database_exports_the_transaction_histogram(db: Database) -> None:
+    app = FastAPI()
+    foundation.setup(app, service="dbtest", database=db, log_dir=None, log_stdout=False)
+
+    @app.post("/items/{email}")
+    async def create(
+        email: str,
+        session: AsyncSession = Depends(db.session),  # noqa: B008
+    ) -> dict[str, str]:
+        session.add(Item(email=email))
+        return {"email": email}
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        assert (await client.post("/items/m@x")).status_code == 200
+        assert (await client.post("/items/m@x")).status_code == 409
+        exposition = (await client.get("/metrics")).text
+    assert 'db_transaction_duration_seconds_count{outcome="commit"} 1.0' in exposition
+    assert 'db_transaction_duration_seconds_count{outcome="error"} 1.0' in exposition

@@ -487,3 +487,37 @@ def test_two_lifecycles_on_separate_loops_leave_no_server_connection(name: str) 
 
     assert asyncio.run(lifecycle()) == (1, 0)
     assert asyncio.run(lifecycle()) == (1, 0)
+
+
+async def test_serialization_failure_at_commit_answers_503_over_http(
+    admin: asyncpg.Connection, name: str, tables: str
+) -> None:
+    """SERIALIZABLE write skew: the other transaction commits first, so this request's COMMIT
+    fails with 40001. The client gets 503 (DbBusy), not a 200, and the write is gone."""
+    acct = f"{tables}_acct"
+    other = await asyncpg.connect(ADMIN_DSN, timeout=5)
+    db = Database(url(), application_name=name)
+    app = FastAPI()
+    foundation.setup(app, service="dbtest", log_dir=None, log_stdout=False)
+
+    @app.post("/withdraw")
+    async def withdraw(session: AsyncSession = Depends(db.session)) -> dict[str, int]:  # noqa: B008
+        await session.connection(execution_options={"isolation_level": "SERIALIZABLE"})
+        total = (await session.execute(text(f"SELECT sum(balance) FROM {acct}"))).scalar_one()
+        await session.execute(text(f"UPDATE {acct} SET balance = balance - 150 WHERE id = 1"))
+        await other.execute("COMMIT")  # the concurrent withdrawal wins the race
+        return {"total_before": int(total)}
+
+    try:
+        await other.execute("BEGIN ISOLATION LEVEL SERIALIZABLE")
+        await other.fetchval(f"SELECT sum(balance) FROM {acct}")
+        await other.execute(f"UPDATE {acct} SET balance = balance - 150 WHERE id = 2")
+        async with serve(app) as base, httpx.AsyncClient(base_url=base, timeout=10) as client:
+            response = await client.post("/withdraw")
+    finally:
+        await other.close()
+        await db.dispose()
+    assert response.status_code == 503
+    assert response.json()["code"] == 21201
+    assert await admin.fetchval(f"SELECT balance FROM {acct} WHERE id = 1") == 100
+    assert await admin.fetchval(f"SELECT balance FROM {acct} WHERE id = 2") == -50
