@@ -251,33 +251,45 @@ class JsonRenderer:
     def _default(self, value: object) -> str:
         return _fallback_text(value, self.max_field_chars)
 
-    def render(self, record: Record) -> str:
-        return self.serialize(self.fields(record)).decode() + "\n"
+    def render(self, record: Record) -> bytes:
+        """The record's line, ``\\n`` included; never raises (a rendering bug keeps the record)."""
+        try:
+            return self.serialize(self.fields(record)) + b"\n"
+        except Exception as exc:
+            fallback = {
+                "ts": self.timestamp(record["time"]),
+                "level": record["level"].name,
+                "message": _truncate(_safe_str(record["message"]), self.max_field_chars),
+                "logger": record["name"],
+                "render_error": _fallback_text(exc, 500),
+            }
+            return orjson.dumps(_scrub(fallback, self.max_field_chars)) + b"\n"
 
-    # -- Loguru glue ----------------------------------------------------------------------
-
-    def format(self, record: Record) -> str:
-        """A Loguru ``format`` callable: renders once per record, shared by every JSON sink."""
+    def line(self, record: Record) -> bytes:
+        """``render``, once per record: the line is kept in the record for the other JSON sinks."""
         extra = record["extra"]
-        if "_json" not in extra:
-            try:
-                extra["_json"] = self.render(record)
-            except Exception as exc:  # never lose the record to a rendering bug
-                extra["_json"] = (
-                    orjson.dumps(
-                        {
-                            "ts": self.timestamp(record["time"]),
-                            "level": record["level"].name,
-                            "message": _truncate(
-                                _safe_str(record["message"]), self.max_field_chars
-                            ),
-                            "logger": record["name"],
-                            "render_error": _fallback_text(exc, 500),
-                        }
-                    ).decode()
-                    + "\n"
-                )
-        return "{extra[_json]}"
+        line = extra.get("_json")
+        if line is None:
+            line = extra["_json"] = self.render(record)
+        return line
+
+
+class _JsonWriter:
+    """Writes a record's JSON line to one sink from inside Loguru's filter step.
+
+    Loguru calls a handler's filter with the record before it formats anything. foundation's
+    JSON sinks do all their work there (render once per record, write the bytes) and answer
+    ``False``, so Loguru skips the record copy, format and message object it would otherwise
+    build for nothing. Level filtering still happens first, in Loguru.
+    """
+
+    def __init__(self, renderer: JsonRenderer, sink: _GuardedSink) -> None:
+        self._line = renderer.line
+        self._write = sink.write
+
+    def __call__(self, record: Record) -> bool:
+        self._write(self._line(record))
+        return False
 
 
 def _safe_str(value: object) -> str:
@@ -326,6 +338,44 @@ def _add_correlation_id(record: Record) -> None:
             extra["correlation_id"] = cid
 
 
+class _SizeRotation:
+    """Loguru size rotation without a ``seek``/``tell`` per record.
+
+    Loguru's own size check asks the file for its size at every write; this one asks once per
+    file and then counts what was written (characters: lines are ASCII but for the rare raw
+    non-ASCII text, so the file may exceed the limit by a little, never by much).
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._file: object | None = None
+        self._size = 0
+
+    def __call__(self, message: str, file: TextIO) -> bool:
+        if file is not self._file:
+            self._file = file
+            file.seek(0, os.SEEK_END)
+            self._size = file.tell()
+        self._size += len(message)
+        return self._size > self.limit
+
+
+def _rotation(rotation: str | int | None) -> object:
+    """Size limits (``"100 MB"``, or bytes) become ``_SizeRotation``; the rest goes to Loguru."""
+    from loguru._string_parsers import parse_size  # Loguru's own parser for "100 MB" and friends
+
+    if isinstance(rotation, int) and not isinstance(rotation, bool):
+        return _SizeRotation(rotation)
+    if isinstance(rotation, str):
+        try:
+            size = parse_size(rotation)  # type: ignore[no-untyped-call]
+        except ValueError:
+            size = None
+        if size is not None:
+            return _SizeRotation(int(size))
+    return rotation
+
+
 class _GuardedSink:
     """A sink that never raises into the application.
 
@@ -334,8 +384,11 @@ class _GuardedSink:
     rate-limited one-line warning that names the target and the error only.
     """
 
-    def __init__(self, target: Any, name: str, *, warn_every: float = 60.0) -> None:
+    def __init__(
+        self, target: Any, name: str, *, binary: bool = False, warn_every: float = 60.0
+    ) -> None:
         self._target = target
+        self._binary = binary
         self.name = name
         self._warn_every = warn_every
         self._last_warning = -math.inf
@@ -345,8 +398,10 @@ class _GuardedSink:
         # Loguru, so both paths also take this lock (a TextIOWrapper is not thread-safe).
         self._write_lock = threading.Lock()
 
-    def write(self, message: Message | str) -> None:
+    def write(self, message: Message | str | bytes) -> None:
         try:
+            if isinstance(message, bytes) and not self._binary:
+                message = message.decode()
             with self._write_lock:
                 self._target.write(message)
                 if self._target is sys.stdout or self._target is sys.stderr:
@@ -454,7 +509,7 @@ class LoggingConfig:
             {"correlation_id": cid, **extra} if cid else extra,
         )
         try:
-            line = renderer.serialize(fields).decode() + "\n"
+            line = renderer.serialize(fields) + b"\n"
         except Exception:
             return False
         for sink in self.json_sinks:
@@ -522,27 +577,18 @@ def configure_logging(
         log_file = Path(log_dir) / name
         file_sink = FileSink(  # type: ignore[no-untyped-call]
             str(log_file),
-            rotation=rotation,
+            rotation=_rotation(rotation),
             retention=retention,
             compression=compression,
             delay=True,  # opened at the first record, inside the guard: a bad directory never
-            buffering=1,  # fails start-up; line buffering puts every record in the kernel at once
-            encoding="utf-8",
+            mode="ab",  # fails start-up. Unbuffered bytes: one write(2) per record, in the
+            buffering=0,  # kernel when the call returns, whole lines appended (O_APPEND)
+            encoding=None,
         )
-        guarded = _GuardedSink(file_sink, str(log_file))
+        guarded = _GuardedSink(file_sink, str(log_file), binary=True)
         sinks.append(guarded)
         json_sinks.append(guarded)
-        handler_ids.append(
-            logger.add(
-                guarded,
-                level=log_level,
-                format=renderer.format,
-                colorize=False,
-                backtrace=False,
-                diagnose=False,
-                catch=True,
-            )
-        )
+        handler_ids.append(_add_json_handler(guarded, renderer, log_level))
 
     if log_stdout:
         stream = stdout if stdout is not None else sys.stdout
@@ -552,17 +598,19 @@ def configure_logging(
         sinks.append(guarded)
         if use_json:
             json_sinks.append(guarded)
-        handler_ids.append(
-            logger.add(
-                guarded,
-                level=log_level,
-                format=renderer.format if use_json else _human_format,
-                colorize=not use_json and is_tty and "NO_COLOR" not in env,
-                backtrace=False,
-                diagnose=False,
-                catch=True,
+            handler_ids.append(_add_json_handler(guarded, renderer, log_level))
+        else:
+            handler_ids.append(
+                logger.add(
+                    guarded,
+                    level=log_level,
+                    format=_human_format,
+                    colorize=is_tty and "NO_COLOR" not in env,
+                    backtrace=False,
+                    diagnose=False,
+                    catch=True,
+                )
             )
-        )
 
     if intercept_stdlib:
         _intercept_stdlib(log_level)
@@ -578,6 +626,19 @@ def configure_logging(
     )
     _installed[:] = [config]
     return config
+
+
+def _add_json_handler(sink: _GuardedSink, renderer: JsonRenderer, level: str | int) -> int:
+    return logger.add(
+        sink,  # its write() is never called: _JsonWriter writes from the filter step
+        level=level,
+        filter=_JsonWriter(renderer, sink),
+        format="{message}",
+        colorize=False,
+        backtrace=False,
+        diagnose=False,
+        catch=True,
+    )
 
 
 def _intercept_stdlib(level: str | int) -> None:
