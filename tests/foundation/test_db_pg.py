@@ -269,6 +269,26 @@ async def test_idle_pool_connections_killed_by_the_server_are_replaced(
     assert await rows(admin, tables, "email = 'fresh@x'") == 1
 
 
+async def test_control_without_pre_ping_the_first_request_after_an_idle_kill_fails(
+    admin: asyncpg.Connection, tables: str, name: str
+) -> None:
+    db = Database(url(), application_name=name, pool_pre_ping=False)
+    try:
+        async with DbManager(database=db) as session:
+            await session.execute(text("SELECT 1"))
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+            name,
+        )
+        with pytest.raises(DbUnavailable):
+            async with DbManager(database=db) as session:
+                await session.execute(text("SELECT 1"))
+        async with DbManager(database=db) as session:  # the dead connection was discarded
+            assert (await session.execute(text("SELECT 1"))).scalar_one() == 1
+    finally:
+        await db.dispose()
+
+
 # --- deadlocks and serialization failures ------------------------------------------------------
 
 
