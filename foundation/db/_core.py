@@ -300,7 +300,8 @@ class DbManager:
             await self._discard(session)
             return self._handle(exc)
         finally:
-            with anyio.CancelScope(shield=True):
+            # Shielded (a cancelled task must still hand its connection back) and bounded.
+            with anyio.move_on_after(self.database.cleanup_timeout, shield=True):
                 await session.close()
 
     def _handle(self, exc: BaseException) -> bool:
