@@ -70,6 +70,16 @@ def _from_env(name: str, raw: str, default: Any) -> Any:
     return raw
 
 
+# Options where an explicit ``None`` means "off" (no file, no rotation...) rather than "default".
+_NULLABLE = {
+    "log_dir": True,
+    "log_rotation": True,
+    "log_retention": True,
+    "log_compression": True,
+    "log_per_process": True,
+}
+
+
 def resolve_settings(
     service: str, options: Mapping[str, Any], env: Mapping[str, str] | None = None
 ) -> FoundationSettings:
@@ -80,7 +90,7 @@ def resolve_settings(
     for name in FoundationSettings.__dataclass_fields__:
         if name == "service":
             continue
-        if name in options and options[name] is not None:
+        if name in options and (options[name] is not None or _NULLABLE.get(name, False)):
             values[name] = options[name]
         elif (raw := env.get(f"FOUNDATION_{name.upper()}")) is not None:
             values[name] = _from_env(name, raw, getattr(defaults, name))
