@@ -1,0 +1,1 @@
+"""A stand-in card processor the shop calls over HTTP: ``uvicorn examples.payments.app:app``."""

@@ -1,0 +1,1 @@
+"""A small shop (products, users, orders) built on foundation: ``uvicorn examples.shop.app:app``."""

@@ -1,0 +1,39 @@
+"""The shop's domain errors: each has its own ``internal_code`` (301xx is the shop's range).
+
+foundation turns a raised one into ``{"message": external_message, "code": internal_code,
+"correlation_id": ...}`` with ``http_code``, logs it at ERROR with ``internal_message`` and the
+keyword context, and counts it in ``app_exceptions_total``. Database errors (duplicate email,
+unknown user, unknown product) need no class here: foundation's ``DbManager`` raises
+``DuplicateRecord``, ``ReferenceViolation`` and ``RecordNotFound`` itself.
+"""
+
+from __future__ import annotations
+
+from foundation import ApiException
+
+
+class OutOfStock(ApiException):
+    """The product exists but fewer items are left than the order asks for."""
+
+    http_code = 409
+    external_message = "This product is out of stock."
+    internal_code = 30101
+    internal_message = "Stock check failed."
+
+
+class PaymentDeclined(ApiException):
+    """The payment service refused the card."""
+
+    http_code = 402
+    external_message = "The payment was declined."
+    internal_code = 30102
+    internal_message = "Card declined by the payment service."
+
+
+class PaymentUnavailable(ApiException):
+    """The payment service could not be reached or answered with an error."""
+
+    http_code = 503
+    external_message = "Payments are temporarily unavailable, please retry."
+    internal_code = 30103
+    internal_message = "Payment service unavailable."
