@@ -26,9 +26,10 @@ import gzip
 import math
 import os
 import sys
+import threading
 import time
 from bisect import bisect_left
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Protocol
@@ -50,8 +51,16 @@ from prometheus_client import (
     values,
 )
 from prometheus_client.exposition import choose_encoder, gzip_accepted
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Exemplar
+from prometheus_client.utils import floatToGoString
 
 from foundation.routing import route_template
 
@@ -120,73 +129,190 @@ class MultiprocessConfigError(RuntimeError):
     """Multiprocess mode is configured in a way that would export wrong or no numbers."""
 
 
-@dataclass(slots=True, eq=False)
-class AppMetrics:
-    """The metrics of one app and the registry ``/metrics`` serves.
+_HTTP_REQUESTS_HELP: Final = (
+    "HTTP requests answered, by method, matched route template and status code."
+)
+_HTTP_DURATION_HELP: Final = (
+    "Time from the request reaching the metrics middleware to the end of the response."
+)
+_HTTP_IN_PROGRESS_HELP: Final = "HTTP requests being served right now, by method."
 
-    ``registry`` is what the endpoint exposes; in multiprocess mode it holds only the collector
-    that sums the per-process files. ``exemplars`` is False in multiprocess mode, where
-    prometheus_client cannot store them. Each latency bucket's exemplar is replaced at most
-    once per ``exemplar_interval`` seconds.
+
+class HttpRecorder(Protocol):
+    """Where the middleware records requests: ``started`` on entry, ``finished`` on exit."""
+
+    def started(self, method: str) -> None: ...
+
+    def finished(
+        self, method: str, route: str, status: int, seconds: float, now: float
+    ) -> None: ...
+
+
+class _Latency:
+    """One latency series: per-bucket counts, sum, and the newest exemplar per bucket."""
+
+    __slots__ = ("counts", "exemplars", "stamps", "total")
+
+    def __init__(self, size: int) -> None:
+        self.counts = [0] * size
+        self.total = 0.0
+        self.stamps = [-math.inf] * size
+        self.exemplars: list[Exemplar | None] = [None] * size
+
+
+class FastHttpMetrics:
+    """The three HTTP series of one process, kept in plain dicts and exported by ``collect``.
+
+    prometheus_client's metric objects cost about a microsecond per call (checks, one lock per
+    value); recording a request here takes one lock and a few dict and list operations.
+    Multiprocess mode cannot use it (values must go to the shared files): see
+    ``ClientHttpMetrics``.
     """
 
-    registry: CollectorRegistry
-    requests_total: Counter
-    request_duration: Histogram
-    in_progress: Gauge
-    exceptions_total: Counter
-    db_transaction_duration: Histogram
-    multiprocess_dir: Path | None = None
-    exemplars: bool = True
-    exemplar_interval: float = 1.0
-    _bounds: tuple[float, ...] = (math.inf,)
-    _requests: dict[tuple[str, str, int], Counter] = field(default_factory=dict, repr=False)
-    _durations: dict[tuple[str, str], tuple[Histogram, list[float]]] = field(
-        default_factory=dict, repr=False
-    )
-    _in_progress: dict[str, Gauge] = field(default_factory=dict, repr=False)
-    _exceptions: dict[tuple[str, int, int], Counter] = field(default_factory=dict, repr=False)
-    _transactions: dict[str, Histogram] = field(default_factory=dict, repr=False)
+    def __init__(self, bounds: tuple[float, ...], exemplar_interval: float = 1.0) -> None:
+        self.bounds = bounds
+        self.exemplar_interval = exemplar_interval
+        self.exemplars = True
+        self._le = [floatToGoString(bound) for bound in bounds]  # type: ignore[no-untyped-call]
+        self._lock = threading.Lock()
+        self._requests: dict[tuple[str, str, int], int] = {}
+        self._latency: dict[tuple[str, str], _Latency] = {}
+        self._in_progress: dict[str, int] = {}
 
-    def in_progress_for(self, method: str) -> Gauge:
-        child = self._in_progress.get(method)
-        if child is None:
-            child = self._in_progress[method] = self.in_progress.labels(method)
-        return child
+    def started(self, method: str) -> None:
+        with self._lock:
+            self._in_progress[method] = self._in_progress.get(method, 0) + 1
 
-    def observe_request(
-        self, method: str, route: str, status: int, seconds: float, now: float | None = None
-    ) -> None:
-        """Count one finished request and observe its latency.
+    def finished(self, method: str, route: str, status: int, seconds: float, now: float) -> None:
+        bucket = bisect_left(self.bounds, seconds)
+        with self._lock:
+            self._in_progress[method] -= 1
+            key = (method, route, status)
+            self._requests[key] = self._requests.get(key, 0) + 1
+            latency = self._latency.get((method, route))
+            if latency is None:
+                latency = self._latency[(method, route)] = _Latency(len(self.bounds))
+            latency.counts[bucket] += 1
+            latency.total += seconds
+            if self.exemplars and now - latency.stamps[bucket] >= self.exemplar_interval:
+                cid = correlation_id.get()
+                if cid and len(cid) <= _MAX_EXEMPLAR_VALUE:
+                    latency.stamps[bucket] = now
+                    latency.exemplars[bucket] = Exemplar(
+                        {EXEMPLAR_LABEL: cid}, seconds, time.time()
+                    )
 
-        The latency carries an exemplar with the request's correlation ID when its bucket's
-        exemplar is older than ``exemplar_interval`` seconds (``now`` is ``perf_counter``
-        time): exemplars stay fresh while costing one bisect on most requests.
-        """
+    def describe(self) -> list[Metric]:
+        return list(self._families({}, {}, {}))
+
+    def collect(self) -> list[Metric]:
+        with self._lock:
+            requests = dict(self._requests)
+            latency = {
+                pair: (list(s.counts), s.total, list(s.exemplars))
+                for pair, s in self._latency.items()
+            }
+            in_progress = dict(self._in_progress)
+        return list(self._families(requests, latency, in_progress))
+
+    def _families(
+        self,
+        requests: dict[tuple[str, str, int], int],
+        latency: dict[tuple[str, str], tuple[list[int], float, list[Exemplar | None]]],
+        in_progress: dict[str, int],
+    ) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "http_requests", _HTTP_REQUESTS_HELP, labels=("method", "route", "status")
+        )
+        for (method, route, status), count in requests.items():
+            family.add_metric((method, route, str(status)), count)
+        yield family
+        histogram = HistogramMetricFamily(
+            "http_request_duration_seconds", _HTTP_DURATION_HELP, labels=("method", "route")
+        )
+        for (method, route), (counts, total, exemplars) in latency.items():
+            buckets: list[Any] = []
+            cumulative = 0
+            for le, count, exemplar in zip(self._le, counts, exemplars, strict=True):
+                cumulative += count
+                buckets.append((le, cumulative, exemplar) if exemplar else (le, cumulative))
+            histogram.add_metric((method, route), buckets, total)
+        yield histogram
+        gauge = GaugeMetricFamily(
+            "http_requests_in_progress", _HTTP_IN_PROGRESS_HELP, labels=("method",)
+        )
+        for method, count in in_progress.items():
+            gauge.add_metric((method,), count)
+        yield gauge
+
+
+class ClientHttpMetrics:
+    """The HTTP series as prometheus_client metric objects: what multiprocess mode needs."""
+
+    def __init__(self, registry: CollectorRegistry, buckets: tuple[float, ...]) -> None:
+        self.exemplars = False
+        self.requests_total = Counter(
+            "http_requests_total",
+            _HTTP_REQUESTS_HELP,
+            ("method", "route", "status"),
+            registry=registry,
+        )
+        self.request_duration = Histogram(
+            "http_request_duration_seconds",
+            _HTTP_DURATION_HELP,
+            ("method", "route"),
+            registry=registry,
+            buckets=buckets,
+        )
+        self.in_progress = Gauge(
+            "http_requests_in_progress",
+            _HTTP_IN_PROGRESS_HELP,
+            ("method",),
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self._requests: dict[tuple[str, str, int], Counter] = {}
+        self._durations: dict[tuple[str, str], Histogram] = {}
+        self._in_progress: dict[str, Gauge] = {}
+
+    def started(self, method: str) -> None:
+        gauge = self._in_progress.get(method)
+        if gauge is None:
+            gauge = self._in_progress[method] = self.in_progress.labels(method)
+        gauge.inc()
+
+    def finished(self, method: str, route: str, status: int, seconds: float, now: float) -> None:
+        self._in_progress[method].dec()
         key = (method, route, status)
         counter = self._requests.get(key)
         if counter is None:
             counter = self._requests[key] = self.requests_total.labels(method, route, status)
         counter.inc()
-        pair = (method, route)
-        timed = self._durations.get(pair)
-        if timed is None:
-            timed = self._durations[pair] = (
-                self.request_duration.labels(method, route),
-                [-math.inf] * len(self._bounds),
+        histogram = self._durations.get((method, route))
+        if histogram is None:
+            histogram = self._durations[(method, route)] = self.request_duration.labels(
+                method, route
             )
-        histogram, stamps = timed
-        if self.exemplars:
-            if now is None:
-                now = time.perf_counter()
-            bucket = bisect_left(self._bounds, seconds)
-            if now - stamps[bucket] >= self.exemplar_interval:
-                cid = correlation_id.get()
-                if cid and len(cid) <= _MAX_EXEMPLAR_VALUE:
-                    stamps[bucket] = now
-                    histogram.observe(seconds, {EXEMPLAR_LABEL: cid})
-                    return
         histogram.observe(seconds)
+
+
+@dataclass(slots=True, eq=False)
+class AppMetrics:
+    """The metrics of one app and the registry ``/metrics`` serves.
+
+    ``registry`` is what the endpoint exposes; in multiprocess mode it holds only the collector
+    that sums the per-process files. ``http`` records requests (the middleware calls it);
+    exemplars exist only in single-process mode, where each latency bucket's exemplar is
+    replaced at most once per ``http.exemplar_interval`` seconds.
+    """
+
+    registry: CollectorRegistry
+    http: FastHttpMetrics | ClientHttpMetrics
+    exceptions_total: Counter
+    db_transaction_duration: Histogram
+    multiprocess_dir: Path | None = None
+    _exceptions: dict[tuple[str, int, int], Counter] = field(default_factory=dict, repr=False)
+    _transactions: dict[str, Histogram] = field(default_factory=dict, repr=False)
 
     def observe_exception(self, *, exception: str, internal_code: int, http_code: int) -> None:
         """The ``ExceptionObserver`` installed as ``app.state.foundation_exception_observer``."""
@@ -222,67 +348,49 @@ def create_metrics(
     registry: CollectorRegistry | None = None,
     buckets: Iterable[float] = HTTP_BUCKETS,
     db_buckets: Iterable[float] = DB_BUCKETS,
-    multiprocess_dir: str | os.PathLike[str] | None = None,
     process_metrics: bool = True,
+    exemplar_interval: float = 1.0,
 ) -> AppMetrics:
     """Create the metrics of one app.
 
     ``registry`` defaults to a fresh ``CollectorRegistry`` (with process, platform and GC
-    collectors when ``process_metrics``). ``multiprocess_dir`` defaults to
-    ``$PROMETHEUS_MULTIPROC_DIR``; when set, multiprocess mode is checked and the directory
-    prepared (see ``claim_multiprocess_dir``).
+    collectors when ``process_metrics``). With ``$PROMETHEUS_MULTIPROC_DIR`` set, multiprocess
+    mode is checked and the directory prepared (see ``claim_multiprocess_dir``).
     """
-    if multiprocess_dir is None:
-        env = os.environ.get(MULTIPROC_ENV, "")
-        multiprocess_dir = env or None
-    if multiprocess_dir is not None:
-        directory = _check_multiprocess_mode(Path(multiprocess_dir))
+    bounds = _upper_bounds(buckets)
+    env = os.environ.get(MULTIPROC_ENV, "")
+    if env:
+        directory = _check_multiprocess_mode(Path(env))
         claim_multiprocess_dir(directory)
         # Values are written to per-process files whatever registry the metrics are in; a
         # private registry keeps an app that is created twice free of duplicate names.
-        metrics_registry = CollectorRegistry(auto_describe=True)
+        private = CollectorRegistry(auto_describe=True)
         served = registry if registry is not None else CollectorRegistry(auto_describe=True)
         MultiProcessCollector(served, path=str(directory))  # type: ignore[no-untyped-call]
         check_multiprocess_safe(REGISTRY, served)
-        return _build(served, metrics_registry, tuple(buckets), db_buckets, directory)
+        http: FastHttpMetrics | ClientHttpMetrics = ClientHttpMetrics(private, bounds)
+        return _build(served, private, http, tuple(db_buckets), directory)
     if registry is None:
         registry = CollectorRegistry(auto_describe=True)
         if process_metrics:
             ProcessCollector(registry=registry)
             PlatformCollector(registry=registry)
             GCCollector(registry=registry)
-    return _build(registry, registry, tuple(buckets), db_buckets, None)
+    http = FastHttpMetrics(bounds, exemplar_interval)
+    registry.register(http)
+    return _build(registry, registry, http, tuple(db_buckets), None)
 
 
 def _build(
     served: CollectorRegistry,
     target: CollectorRegistry,
-    buckets: tuple[float, ...],
-    db_buckets: Iterable[float],
+    http: FastHttpMetrics | ClientHttpMetrics,
+    db_buckets: tuple[float, ...],
     directory: Path | None,
 ) -> AppMetrics:
     return AppMetrics(
         registry=served,
-        requests_total=Counter(
-            "http_requests_total",
-            "HTTP requests answered, by method, matched route template and status code.",
-            ("method", "route", "status"),
-            registry=target,
-        ),
-        request_duration=Histogram(
-            "http_request_duration_seconds",
-            "Time from the request reaching the metrics middleware to the end of the response.",
-            ("method", "route"),
-            registry=target,
-            buckets=buckets,
-        ),
-        in_progress=Gauge(
-            "http_requests_in_progress",
-            "HTTP requests being served right now, by method.",
-            ("method",),
-            registry=target,
-            multiprocess_mode="livesum",
-        ),
+        http=http,
         exceptions_total=Counter(
             "app_exceptions_total",
             "Exceptions turned into error responses, by internal code, class and HTTP status.",
@@ -294,11 +402,9 @@ def _build(
             "Database transaction time, by outcome (commit, rollback, error).",
             ("outcome",),
             registry=target,
-            buckets=tuple(db_buckets),
+            buckets=db_buckets,
         ),
         multiprocess_dir=directory,
-        exemplars=directory is None,
-        _bounds=_upper_bounds(buckets),
     )
 
 
@@ -307,6 +413,8 @@ def _upper_bounds(buckets: Iterable[float]) -> tuple[float, ...]:
     bounds = [float(b) for b in buckets]
     if not bounds or bounds[-1] != math.inf:
         bounds.append(math.inf)
+    if bounds != sorted(bounds) or len(bounds) < 2:
+        raise ValueError(f"latency buckets must be sorted and not empty, got {bounds}")
     return tuple(bounds)
 
 
@@ -356,9 +464,8 @@ class MetricsMiddleware:
                 disconnected = True
             return message
 
-        metrics = self.metrics
-        gauge = metrics.in_progress_for(method)
-        gauge.inc()
+        http = self.metrics.http
+        http.started(method)
         started = time.perf_counter()
         try:
             await self.app(scope, receive_disconnect, send_status)
@@ -366,14 +473,13 @@ class MetricsMiddleware:
             status = 500
             raise
         finally:
-            elapsed = time.perf_counter() - started
-            gauge.dec()
+            now = time.perf_counter()
             if not complete:
                 # The response was cut short: an error after it started that something inside
                 # swallowed (499 when the client had gone away, as nginx logs it).
                 status = 499 if disconnected else 500
             route = route_template(scope, root_path)
-            metrics.observe_request(method, route, status, elapsed, started + elapsed)
+            http.finished(method, route, status, now - started, now)
 
     async def _serve(self, scope: Scope, send: Send) -> None:
         accept = ""

@@ -32,6 +32,7 @@ import tempfile
 import time
 from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -100,7 +101,7 @@ def create_app() -> FastAPI:
 
 
 @contextmanager
-def _server(variant: str, log_dir: str) -> Iterator[str]:
+def _server(variant: str, log_dir: str) -> Iterator[tuple[str, int]]:
     port = free_port()
     env = {**os.environ, "BENCH_METRICS_VARIANT": variant, "BENCH_LOG_DIR": log_dir}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
@@ -120,7 +121,7 @@ def _server(variant: str, log_dir: str) -> Iterator[str]:
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise RuntimeError(f"uvicorn ({variant}) did not start on {url}")
             time.sleep(0.1)
-        yield url
+        yield url, proc.pid
     finally:
         proc.terminate()
         try:
@@ -130,7 +131,8 @@ def _server(variant: str, log_dir: str) -> Iterator[str]:
             proc.wait(10)
 
 
-def _wrk(url: str, seconds: int) -> float:
+def _wrk(url: str, seconds: int) -> tuple[float, int]:
+    """``wrk`` one thread, 32 connections: (requests per second, requests completed)."""
     out = subprocess.run(
         ["wrk", "-t1", "-c32", f"-d{seconds}s", url],
         capture_output=True,
@@ -138,14 +140,21 @@ def _wrk(url: str, seconds: int) -> float:
         check=True,
         timeout=seconds + 30,
     ).stdout
-    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if match is None:
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    total = re.search(r"(\d+) requests in", out)
+    if rate is None or total is None:
         raise RuntimeError(f"wrk printed no rate:\n{out}")
-    return float(match.group(1))
+    return float(rate.group(1)), int(total.group(1))
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _in_process(rounds: int, calls: int = 2000) -> dict[str, list[float]]:
-    """Microseconds per direct ASGI call of ``GET /items/1``, variants alternated."""
+    """CPU microseconds per direct ASGI call of ``GET /items/1``, variants alternated."""
     apps: dict[str, Any] = {}
     for variant in ("bare", "foundation", "instrumentator", "exporter"):
         os.environ["BENCH_METRICS_VARIANT"] = variant
@@ -173,10 +182,11 @@ def _in_process(rounds: int, calls: int = 2000) -> dict[str, list[float]]:
         return None
 
     async def run(app: Any, n: int) -> float:
-        started = time.perf_counter()
+        # CPU time of this thread: other processes on a shared machine barely disturb it.
+        started = time.thread_time()
         for _ in range(n):
             await app(dict(scope), receive, send)
-        return (time.perf_counter() - started) / n * 1e6
+        return (time.thread_time() - started) / n * 1e6
 
     async def rounds_of_all() -> dict[str, list[float]]:
         timings: dict[str, list[float]] = {}
@@ -197,28 +207,41 @@ def main() -> None:
     rounds = int(os.environ.get("BENCH_ROUNDS", "5"))
     seconds = int(os.environ.get("BENCH_SECONDS", "3"))
     rates: dict[tuple[str, str], list[float]] = {}
+    cpu: dict[tuple[str, str], list[float]] = {}
     for number in range(rounds):
         order = VARIANTS if number % 2 == 0 else tuple(reversed(VARIANTS))
         for variant in order:
-            with tempfile.TemporaryDirectory() as log_dir, _server(variant, log_dir) as url:
+            with tempfile.TemporaryDirectory() as log_dir, _server(variant, log_dir) as server:
+                url, pid = server
                 _wrk(url + PATHS["success"], 1)  # warm-up
                 for label, path in PATHS.items():
                     if label == "error" and variant not in ERROR_VARIANTS:
                         continue
-                    rates.setdefault((variant, label), []).append(_wrk(url + path, seconds))
+                    before = _cpu_seconds(pid)
+                    rate, done = _wrk(url + path, seconds)
+                    used = _cpu_seconds(pid) - before
+                    rates.setdefault((variant, label), []).append(rate)
+                    cpu.setdefault((variant, label), []).append(used / done * 1e6)
         print(f"round {number + 1}/{rounds} done", file=sys.stderr, flush=True)
-    print(f"wrk -t1 -c32 -d{seconds}s, {rounds} alternated rounds, medians (req/s)")
-    print(f"{'variant':<16}{'success':>10}{'ratio':>8}{'error':>10}{'ratio':>8}")
+    print(f"wrk -t1 -c32 -d{seconds}s, {rounds} alternated rounds, medians")
+    print("req/s: throughput; cpu us/req: the server's own CPU time per request, which other")
+    print("load on a shared machine disturbs far less; ratio = bare / variant")
+    header = f"{'variant':<16}"
+    for label in PATHS:
+        header += f"{label + ' req/s':>15}{'ratio':>7}{'cpu us/req':>12}{'ratio':>7}"
+    print(header)
     for variant in VARIANTS:
         row = f"{variant:<16}"
         for label in PATHS:
             got = rates.get((variant, label))
             if not got:
-                row += f"{'-':>10}{'-':>8}"
+                row += f"{'-':>15}{'-':>7}{'-':>12}{'-':>7}"
                 continue
             median = statistics.median(got)
             base = statistics.median(rates[("bare", label)])
-            row += f"{median:>10,.0f}{median / base:>8.2f}"
+            us = statistics.median(cpu[(variant, label)])
+            base_us = statistics.median(cpu[("bare", label)])
+            row += f"{median:>15,.0f}{median / base:>7.2f}{us:>12.1f}{base_us / us:>7.2f}"
         print(row)
     timings = _in_process(max(rounds * 3, 10))
     print(f"\nin-process ASGI calls of GET /items/1, {len(timings['bare'])} alternated rounds")
@@ -234,14 +257,14 @@ def main() -> None:
             f"{variant:<16}{med:>10.1f}{med - base_median:>8.1f}{base_median / med:>7.2f}"
             f"{low:>9.1f}{low - base_min:>8.1f}{base_min / low:>7.2f}"
         )
-    bare = statistics.median(rates[("bare", "success")])
-    ours = statistics.median(rates[("foundation", "success")])
-    for peer in ("instrumentator", "exporter"):
-        theirs = statistics.median(rates[(peer, "success")])
-        print(
-            f"cost of foundation metrics {1 - ours / bare:.1%} vs {peer} {1 - theirs / bare:.1%}"
-            f" (foundation/{peer} throughput {ours / theirs:.2f})"
-        )
+    for table, unit in ((rates, "throughput"), (cpu, "cpu")):
+        bare = statistics.median(table[("bare", "success")])
+        ours = statistics.median(table[("foundation", "success")])
+        cost = (1 - ours / bare) if unit == "throughput" else (ours / bare - 1)
+        for peer in ("instrumentator", "exporter"):
+            theirs = statistics.median(table[(peer, "success")])
+            peer_cost = (1 - theirs / bare) if unit == "throughput" else (theirs / bare - 1)
+            print(f"{unit}: cost of foundation metrics {cost:.1%}, of {peer} {peer_cost:.1%}")
 
 
 if __name__ == "__main__":

@@ -365,12 +365,12 @@ def test_bucket_exemplar_refreshed_at_most_once_per_interval(
 ) -> None:
     from asgi_correlation_id import correlation_id
 
-    metrics = create_metrics(registry=CollectorRegistry())
-    metrics.exemplar_interval = interval
+    metrics = create_metrics(registry=CollectorRegistry(), exemplar_interval=interval)
     for now, cid in ((100.0, "a" * 32), (100.5, "b" * 32)):
         token = correlation_id.set(cid)
         try:
-            metrics.observe_request("GET", "/x", 200, 0.001, now)
+            metrics.http.started("GET")
+            metrics.http.finished("GET", "/x", 200, 0.001, now)
         finally:
             correlation_id.reset(token)
     assert _exemplar_ids(metrics.registry) == [expected]

@@ -20,6 +20,7 @@ from prometheus_client.mmap_dict import MmapedDict, mmap_key
 from prometheus_client.parser import text_string_to_metric_families
 
 from foundation.metrics import (
+    AppMetrics,
     MultiprocessConfigError,
     create_metrics,
     install_metrics,
@@ -70,6 +71,11 @@ def _total(text: str) -> float | None:
     return _sample(text, "http_requests_total", LABELS)
 
 
+def request(metrics: AppMetrics, seconds: float) -> None:
+    metrics.http.started("GET")
+    metrics.http.finished("GET", "/pid", 200, seconds, time.perf_counter())
+
+
 class FakePid:
     """prometheus_client's own multiprocess tests swap the pid function like this."""
 
@@ -98,10 +104,10 @@ def test_counters_and_histograms_add_up_across_processes(
     _, pid = multiproc
     metrics = create_metrics()
     for _ in range(3):
-        metrics.observe_request("GET", "/pid", 200, 0.01)
+        request(metrics, 0.01)
     pid.value = 2
     for _ in range(4):
-        metrics.observe_request("GET", "/pid", 200, 0.3)
+        request(metrics, 0.3)
     text, _content_type = metrics.render()
     assert _total(text.decode()) == 7
     assert (
@@ -110,15 +116,15 @@ def test_counters_and_histograms_add_up_across_processes(
         )
         == 3
     )
-    assert metrics.exemplars is False
+    assert metrics.http.exemplars is False
 
 
 def test_in_progress_gauge_drops_dead_workers(multiproc: tuple[Path, FakePid]) -> None:
     directory, pid = multiproc
     metrics = create_metrics()
-    metrics.in_progress_for("GET").inc()
+    metrics.http.started("GET")
     pid.value = 2
-    metrics.in_progress_for("GET").inc()
+    metrics.http.started("GET")
     assert metrics.registry.get_sample_value("http_requests_in_progress", {"method": "GET"}) == 2
     from prometheus_client.multiprocess import mark_process_dead
 
@@ -131,7 +137,7 @@ def test_stale_directory_is_wiped_at_start(multiproc: tuple[Path, FakePid]) -> N
     stale = _seed_stale_counter(directory, _dead_pid(), 1000)
     metrics = create_metrics()
     assert not stale.exists()
-    metrics.observe_request("GET", "/pid", 200, 0.01)
+    request(metrics, 0.01)
     assert _total(metrics.render()[0].decode()) == 1
 
 
