@@ -20,6 +20,8 @@ from obsctl.settings import Settings, resolve
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
+    from obsctl.scan import Follower
+
 __all__ = ["errors_top", "tail", "trace"]
 
 POLL_SECONDS = 0.25
@@ -37,6 +39,29 @@ def trace(
     settings = settings or resolve()
     query = analyse.normalise_id(correlation_id)
     analyse.check_prefix(query)
+    # Positions are taken before the scan, so no line written meanwhile is missed.
+    follower = _follower(settings, paths) if follow else None
+    try:
+        _trace(settings, query, paths, json_out=json_out, follower=follower)
+    finally:
+        if follower is not None:
+            follower.close()
+
+
+def _follower(settings: Settings, paths: Sequence[str]) -> Follower:
+    from obsctl.scan import Follower
+
+    return Follower(paths, default_dir=settings.log_dir)
+
+
+def _trace(
+    settings: Settings,
+    query: str,
+    paths: Sequence[str],
+    *,
+    json_out: bool,
+    follower: Follower | None,
+) -> None:
     damage = Damage()
     total = sources.file_bytes(settings, paths) if not settings.loki_url else 0
     with output.progress_bar(total, "searching") as progress:
@@ -44,12 +69,12 @@ def trace(
     output.report_damage(damage)
     ids = analyse.resolve_id(records, query)
     if len(ids) > 1:
-        shown = ", ".join(ids[:10]) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
+        listed = ", ".join(ids[:10]) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
         raise UsageError(
-            f"ID prefix {query!r} matches {len(ids)} requests: {shown}",
+            f"ID prefix {query!r} matches {len(ids)} requests: {listed}",
             hint="give more characters of the ID",
         )
-    if not ids and not follow:
+    if not ids and follower is None:
         raise NothingMatched(
             f"no log line has correlation ID {query!r}",
             hint="check the ID, or give the PATH of the logs that hold it",
@@ -64,9 +89,10 @@ def trace(
             output.show(_render_trace(result))
     else:
         output.notice(f"no line of {query!r} yet; waiting for new ones (Ctrl-C to stop)")
-    if follow:
+    if follower is not None:
         wanted = ids[0] if ids else query
-        _follow_trace(settings, paths, wanted, first_epoch, json_out=json_out)
+        shown = {(r.ts, r.raw) for r in records}
+        _follow_trace(follower, wanted, first_epoch, shown, json_out=json_out)
 
 
 def _render_trace(result: analyse.Trace) -> RenderableType:
@@ -76,10 +102,10 @@ def _render_trace(result: analyse.Trace) -> RenderableType:
 
 
 def _follow_trace(
-    settings: Settings,
-    paths: Sequence[str],
+    follower: Follower,
     wanted: str,
     first_epoch: float | None,
+    shown: set[tuple[str, bytes]],
     *,
     json_out: bool,
 ) -> None:
@@ -102,26 +128,24 @@ def _follow_trace(
                 offset = round((epoch - first_epoch) * 1000, 3)
             console.print(render_timeline_entry(analyse.TimelineEntry(offset, record)))
 
-    follow_records(settings, paths, keep, emit)
+    follow_records(follower, keep, emit, shown=shown)
 
 
 def follow_records(
-    settings: Settings,
-    paths: Sequence[str],
+    follower: Follower,
     keep: analyse.RecordFilter,
     emit: Callable[[list[Record]], None],
     *,
+    shown: set[tuple[str, bytes]] | None = None,
     stop: Callable[[], bool] = lambda: False,
-    from_start: bool = False,
 ) -> None:
-    """Poll the files for new records that ``keep`` accepts until ``stop()`` or Ctrl-C."""
-    from obsctl.scan import Follower
-
-    follower = Follower(paths, default_dir=settings.log_dir, from_start=from_start)
+    """Poll for new records that ``keep`` accepts until ``stop()`` or Ctrl-C. Records already
+    ``shown`` by the first scan (written while it ran) are not printed twice."""
     reported = ""
+    already = shown or set()
     try:
         while not stop():
-            batch = [r for r in follower.poll() if keep(r)]
+            batch = [r for r in follower.poll() if keep(r) and (r.ts, r.raw) not in already]
             if batch:
                 emit(batch)
             summary = follower.damage.summary() or ""
@@ -131,8 +155,6 @@ def follow_records(
             time.sleep(POLL_SECONDS)
     except KeyboardInterrupt:
         pass
-    finally:
-        follower.close()
 
 
 def errors_top(
@@ -235,16 +257,22 @@ def tail(
     count = lines if lines is not None else (SINCE_MAX_RECORDS if since else 10)
     damage = Damage()
     logs = expand_paths(paths, default_dir=settings.log_dir)
-    records = last_records(logs, count, keep, damage)
-    output.report_damage(damage)
-    if since and lines is None and len(records) >= count:
-        output.notice(f"showing the last {count} records since {since}; use -n to choose")
-    printer = _printer(json_out)
-    printer(records)
-    if follow:
-        follow_records(settings, paths, keep, printer, stop=stop)
-    elif not records:
-        raise NothingMatched("no log record matches")
+    follower = _follower(settings, paths) if follow else None
+    try:
+        records = last_records(logs, count, keep, damage)
+        output.report_damage(damage)
+        if since and lines is None and len(records) >= count:
+            output.notice(f"showing the last {count} records since {since}; use -n to choose")
+        printer = _printer(json_out)
+        printer(records)
+        if follower is not None:
+            shown = {(r.ts, r.raw) for r in records}
+            follow_records(follower, keep, printer, shown=shown, stop=stop)
+        elif not records:
+            raise NothingMatched("no log record matches")
+    finally:
+        if follower is not None:
+            follower.close()
 
 
 def _printer(json_out: bool) -> Callable[[list[Record]], None]:

@@ -161,7 +161,12 @@ def expand_paths(paths: Iterable[str], *, default_dir: str) -> list[LogFile]:
         elif _is_glob(item):
             import glob
 
-            matches = sorted(p for p in glob.glob(item) if os.path.isfile(p))
+            matches: list[str] = []
+            for match in sorted(glob.glob(item)):
+                if os.path.isdir(match):
+                    matches.extend(_dir_files(match))
+                elif os.path.isfile(match):
+                    matches.append(match)
             if not matches:
                 raise UsageError(f"no file matches {item!r}", hint="check the pattern")
             found.extend(matches)
@@ -196,6 +201,11 @@ def expand_paths(paths: Iterable[str], *, default_dir: str) -> list[LogFile]:
 class _Readable(Protocol):
     def readinto(self, buffer: memoryview, /) -> int: ...
 
+    def ends_cleanly(self) -> bool:
+        """False when the end of the data is not the end of the file (a range, a damaged stream):
+        then an unfinished last line is not reported on its own."""
+        ...
+
 
 # zlib exposes its decompressor class only through an instance (typeshed: _Decompress).
 _ZLIB_DECOMPRESS = type(zlib.decompressobj())
@@ -222,6 +232,7 @@ class _Decompressing:
         self._input = b""  # compressed bytes read but not yet given to the decoder
         self._spill = b""  # decompressed bytes not yet handed out
         self._done = False
+        self.damaged = False
 
     def _new(self) -> zlib._Decompress | bz2.BZ2Decompressor | lzma.LZMADecompressor:
         if self._kind == "gzip":
@@ -264,6 +275,7 @@ class _Decompressing:
             self._input = self._raw.read(1 << 16)
             if not self._input:
                 self._damage.file("truncated compressed file, readable part used", self._source)
+                self.damaged = True
                 self._done = True
                 try:
                     return decoder.flush() if isinstance(decoder, _ZLIB_DECOMPRESS) else b""
@@ -287,8 +299,12 @@ class _Decompressing:
             return b""
         return out
 
+    def ends_cleanly(self) -> bool:
+        return not self.damaged
+
     def _corrupted(self) -> None:
         self._damage.file("corrupted compressed file, readable part used", self._source)
+        self.damaged = True
         self._done = True
 
     @staticmethod
@@ -322,6 +338,9 @@ class _ZipMembers:
             self._members = [m for m in self._archive.infolist() if not m.is_dir()]
         except (self._zipfile.BadZipFile, OSError, EOFError):
             damage.file("unreadable zip archive", source)
+
+    def ends_cleanly(self) -> bool:
+        return True
 
     def close(self) -> None:
         if self._current is not None:
@@ -362,10 +381,14 @@ class _ZipMembers:
 class _Range:
     """``readinto`` limited to ``[start, end)`` of a plain file."""
 
-    def __init__(self, raw: IO[bytes], start: int, end: int | None) -> None:
+    def __init__(self, raw: IO[bytes], start: int, end: int | None, *, whole: bool) -> None:
         raw.seek(start)
+        self._whole = whole
         self._raw = raw
         self._left = end - start if end is not None else None
+
+    def ends_cleanly(self) -> bool:
+        return self._whole
 
     def readinto(self, buffer: memoryview) -> int:
         if self._left is not None:
@@ -385,7 +408,11 @@ Block = tuple[bytearray, int, int, int]
 
 
 def _frame(
-    reader: _Readable, source: str, damage: Damage, *, block_bytes: int, at_eof: bool
+    reader: _Readable,
+    source: str,
+    damage: Damage,
+    *,
+    block_bytes: int,
 ) -> Iterator[Block]:
     buf = bytearray(block_bytes)
     view = memoryview(buf)
@@ -396,9 +423,15 @@ def _frame(
         while True:
             count = reader.readinto(view[keep:])
             if count <= 0:
-                if keep and not skipping and buf[:keep].strip(b"\x00 \t\r\n") and at_eof:
+                # A damaged stream's cut-off last line is part of that damage, not counted again.
+                if (
+                    keep
+                    and not skipping
+                    and buf[:keep].strip(b"\x00 \t\r\n")
+                    and reader.ends_cleanly()
+                ):
                     damage.line("incomplete final", source)
-                elif skipping and at_eof:
+                elif skipping and reader.ends_cleanly():
                     damage.line("oversized", source)
                 return
             filled = keep + count
@@ -457,17 +490,15 @@ def iter_blocks(
     zip_reader: _ZipMembers | None = None
     try:
         reader: _Readable
-        at_eof = True
         if log.kind == "plain":
-            reader = _Range(raw, start, end)
-            at_eof = end is None or end >= log.size
+            reader = _Range(raw, start, end, whole=end is None or end >= log.size)
         elif log.kind == "zip":
             zip_reader = _ZipMembers(log.path, source, damage)
             reader = zip_reader
         else:
             reader = _Decompressing(raw, log.kind, source, damage)
         first = True
-        for block in _frame(reader, source, damage, block_bytes=size, at_eof=at_eof):
+        for block in _frame(reader, source, damage, block_bytes=size):
             if first and start == 0:
                 first = False
                 buf, lo, hi, _ = block
