@@ -1,92 +1,262 @@
-"""``make demo``: a small app using foundation, driven in-process; prints the JSON lines it wrote.
+"""``make demo``: the shop and its payment service under uvicorn, real traffic, then obsctl.
 
-Runs on a fresh machine with no server and no question asked, and exits by itself.
+Starts ``examples.payments.app:app`` and ``examples.shop.app:app`` on loopback ports (the
+preferred ones when free), drives a few hundred requests through the shop, stops both servers
+cleanly, then runs ``obsctl errors top`` and ``obsctl trace <ID of the 500>`` on the logs they
+wrote. No question asked, no server left behind: the servers are stopped in a ``finally``, also
+on Ctrl-C or SIGTERM (exit 130 / 143), and the kernel stops them if this process is killed.
+
+    python -m examples.demo [--log-dir var/demo/log] [--data-dir var/demo/data] [--port 8000]
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
-import shutil
+import os
+import shlex
+import signal
+import subprocess
 import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from http import HTTPStatus
 from pathlib import Path
+from types import FrameType
 
-import httpx
-from fastapi import FastAPI
-from loguru import logger
-from pydantic import BaseModel
+from examples.servers import Server, ServerFailed, Servers, pick_port
+from examples.traffic import Report, drive
 
-import foundation
-from foundation import ApiException
-
-LOG_DIR = Path("var/demo/log")
+READY_TIMEOUT = 20.0
+START_ATTEMPTS = 3
+_DB_FILES = ("shop.db", "shop.db-wal", "shop.db-shm", "shop.uvicorn.txt", "payments.uvicorn.txt")
 
 
-class OutOfStock(ApiException):
-    """The product exists but none is left to sell."""
-
-    http_code = 409
-    external_message = "This product is out of stock."
-    internal_code = 30101
-    internal_message = "Stock check failed."
-
-
-class NewUser(BaseModel):
-    email: str
-    password: str
+@dataclass(frozen=True, slots=True)
+class Options:
+    log_dir: Path
+    data_dir: Path
+    port: int
+    concurrency: int
+    seed: int
+    argv: tuple[str, ...]
 
 
-def build_app() -> FastAPI:
-    app = FastAPI()
-    foundation.setup(app, service="demo", log_dir=str(LOG_DIR), log_stdout=False, metrics=False)
-
-    @app.get("/products/{sku}")
-    async def product(sku: str) -> dict[str, str | int]:
-        logger.info("looking up product", sku=sku)
-        if sku == "sold-out":
-            raise OutOfStock(internal_message=f"sku={sku} stock=0", sku=sku)
-        return {"sku": sku, "stock": 3}
-
-    @app.post("/users")
-    async def create_user(user: NewUser) -> dict[str, str]:
-        logger.info("creating user", email=user.email, password=user.password)  # redacted
-        return {"email": user.email}
-
-    @app.get("/crash")
-    async def crash() -> None:
-        raise RuntimeError("the bug: division by zero in pricing")
-
-    return app
-
-
-async def drive(app: FastAPI) -> list[tuple[str, int, str]]:
-    seen = []
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://demo") as client:
-        calls: list[tuple[str, str, dict[str, object]]] = [
-            ("GET", "/products/tea", {}),
-            ("GET", "/products/sold-out", {}),
-            ("POST", "/users", {"json": {"email": "ada@example.org", "password": "s3cret"}}),
-            ("POST", "/users", {"json": {"password": "s3cret"}}),
-            ("GET", "/crash", {}),
-            ("GET", "/nowhere", {}),
-        ]
-        for method, path, kwargs in calls:
-            response = await client.request(method, path, **kwargs)  # type: ignore[arg-type]
-            seen.append((f"{method} {path}", response.status_code, response.text))
-    return seen
+def parse_args(argv: Sequence[str]) -> Options:
+    parser = argparse.ArgumentParser(
+        prog="python -m examples.demo",
+        description="Run the shop and payments services, send traffic, show what obsctl sees.",
+    )
+    parser.add_argument("--log-dir", default="var/demo/log", help="JSON logs (emptied first)")
+    parser.add_argument("--data-dir", default="var/demo/data", help="SQLite file and server output")
+    parser.add_argument("--port", type=int, default=8000, help="preferred shop port")
+    parser.add_argument("--concurrency", type=int, default=8, help="requests in flight")
+    parser.add_argument("--seed", type=int, default=7, help="seed of the traffic plan")
+    args = parser.parse_args(argv)
+    if not 0 < args.port < 65535:
+        parser.error("--port must be between 1 and 65534")
+    if args.concurrency < 1:
+        parser.error("--concurrency must be at least 1")
+    return Options(
+        log_dir=Path(args.log_dir).absolute(),
+        data_dir=Path(args.data_dir).absolute(),
+        port=args.port,
+        concurrency=args.concurrency,
+        seed=args.seed,
+        argv=tuple(argv),
+    )
 
 
-def main() -> int:
-    shutil.rmtree(LOG_DIR, ignore_errors=True)
-    app = build_app()
-    results = asyncio.run(drive(app))
-    print("Responses (every error body carries the correlation ID):\n")
-    for request, status, body in results:
-        print(f"  {request:<22} {status}  {body}")
-    log_file = LOG_DIR / "demo.jsonl"
-    print(f"\nJSON lines written to {log_file}:\n")
-    sys.stdout.write(log_file.read_text(encoding="utf-8"))
+def _say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def _shown(path: Path) -> str:
+    """``path`` as a user would type it here: relative when under the cwd, shell-quoted."""
+    try:
+        text = str(path.relative_to(Path.cwd()))
+    except ValueError:
+        text = str(path)
+    return shlex.quote(text)
+
+
+def _obsctl() -> list[str]:
+    """How to run obsctl: the console script next to this interpreter when there is one."""
+    script = Path(sys.executable).with_name("obsctl")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "obsctl.entry"]
+
+
+def _obsctl_shown() -> str:
+    script = Path(sys.executable).with_name("obsctl")
+    return _shown(script) if script.exists() else "obsctl"
+
+
+def _clean(options: Options) -> None:
+    """Remove the JSON logs and the database of an earlier run; nothing else is deleted."""
+    options.log_dir.mkdir(parents=True, exist_ok=True)
+    options.data_dir.mkdir(parents=True, exist_ok=True)
+    for path in options.log_dir.iterdir():
+        if path.is_file() and ".jsonl" in path.name:
+            path.unlink()
+    for name in _DB_FILES:
+        (options.data_dir / name).unlink(missing_ok=True)
+
+
+def _start(servers: Servers, options: Options) -> tuple[Server, Server]:
+    """Payments, then the shop pointing at it; fresh ports and another try if a bind failed."""
+    last: ServerFailed | None = None
+    for attempt in range(START_ATTEMPTS):
+        shop_port = pick_port(options.port if attempt == 0 else None)
+        payments_port = pick_port(
+            options.port + 1 if attempt == 0 else None, avoid=frozenset({shop_port})
+        )
+        database = options.data_dir / "shop.db"
+        payments = servers.start("payments", "examples.payments.app:app", payments_port)
+        shop = servers.start(
+            "shop",
+            "examples.shop.app:app",
+            shop_port,
+            env={
+                "DATABASE_URL": f"sqlite+aiosqlite:///{database}",
+                "PAYMENTS_URL": payments.url,
+            },
+        )
+        try:
+            servers.wait_ready(payments, READY_TIMEOUT)
+            servers.wait_ready(shop, READY_TIMEOUT)
+        except ServerFailed as exc:
+            last = exc
+            servers.stop_all()
+            _say(f"  start failed ({exc.args[0].splitlines()[0]}); trying other ports")
+            continue
+        return shop, payments
+    assert last is not None
+    raise last
+
+
+def _summary(report: Report) -> str:
+    counts = sorted(report.statuses().items())
+    parts = ", ".join(f"{status} {HTTPStatus(status).phrase} ×{n}" for status, n in counts)
+    return f"{len(report.outcomes)} requests in {report.seconds:.1f} s: {parts}"
+
+
+def _run_obsctl(args: list[str]) -> int:
+    _say(f"$ {_obsctl_shown()} {shlex.join(args[:-1])} {_shown(Path(args[-1]))}")
+    code = subprocess.run([*_obsctl(), *args], check=False).returncode
+    _say()
+    return code
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, SIGTERM or SIGHUP: stop the servers, then exit 128 + the signal number."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_interrupted(signum: int, _frame: FrameType | None) -> None:
+    raise Interrupted(signum)
+
+
+@contextmanager
+def _signals(handler: Callable[[int, FrameType | None], None] | int) -> Iterator[None]:
+    signums = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {s: signal.signal(s, handler) for s in signums}
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("WEB_CONCURRENCY",)}
+    env.update(FOUNDATION_LOG_STDOUT="0", FOUNDATION_LOG_PER_PROCESS="0")
+    return env
+
+
+def run(options: Options) -> int:
+    _clean(options)
+    env = _env()
+    env["FOUNDATION_LOG_DIR"] = str(options.log_dir)
+    servers = Servers(env=env, output_dir=options.data_dir)
+    _say("foundation demo: a shop and its payment service under uvicorn, real traffic, obsctl.")
+    _say()
+    try:
+        with _signals(_raise_interrupted):
+            shop, payments = _start(servers, options)
+            for server in (payments, shop):
+                _say(f"  {server.name:<9} pid {server.process.pid:<7} {server.url}")
+            if shop.port != options.port:
+                _say(f"  (port {options.port} was taken, so the shop listens on {shop.port})")
+            _say()
+            _say(f"Sending requests to the shop ({options.concurrency} at a time)...")
+            report = asyncio.run(
+                drive(shop.url, seed=options.seed, concurrency=options.concurrency)
+            )
+            _say(f"  {_summary(report)}")
+    except Interrupted as exc:
+        with _signals(signal.SIG_IGN):
+            servers.stop_all()
+        _say(f"\nInterrupted by {signal.Signals(exc.signum).name}: servers stopped.")
+        return 128 + exc.signum
+    except ServerFailed as exc:
+        with _signals(signal.SIG_IGN):
+            servers.stop_all()
+        print(f"demo: could not start the services: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        # Whatever happened above (a bug included), no server outlives the demo.
+        with _signals(signal.SIG_IGN):
+            codes = servers.stop_all()
+    _say(f"  servers stopped: {', '.join(_stopped(name, code) for name, code in codes.items())}")
+    return _report(options, report)
+
+
+def _stopped(name: str, code: int) -> str:
+    # uvicorn re-raises the SIGTERM it handled once its shutdown is complete.
+    if code in (0, -signal.SIGTERM):
+        return f"{name} cleanly"
+    if code == -signal.SIGKILL:
+        return f"{name} killed (did not stop in time)"
+    return f"{name} with exit code {code}"
+
+
+def _report(options: Options, report: Report) -> int:
+    crashed = report.with_status(500)
+    if not crashed:
+        print("demo: the shop answered no 500; the traffic plan did not run", file=sys.stderr)
+        return 1
+    bug = crashed[0]
+    _say(f"  the 500: {bug.call.method} {bug.call.path} (correlation ID {bug.correlation_id})")
+    _say()
+    log_dir = str(options.log_dir)
+    codes = [
+        _run_obsctl(["errors", "top", log_dir]),
+        _run_obsctl(["trace", bug.correlation_id, log_dir]),
+    ]
+    obsctl, logs = _obsctl_shown(), _shown(options.log_dir)
+    again = (
+        "make demo" if not options.argv else f"python -m examples.demo {shlex.join(options.argv)}"
+    )
+    _say(f"Run it again: {again}")
+    _say("Look further:")
+    declined = report.first("order-declined")
+    if declined is not None:
+        _say(f"  {obsctl} trace {declined.correlation_id} {logs}   # one order, two services")
+    _say(f"  {obsctl} errors top --by route {logs}")
+    _say(f"  {obsctl} tail --level WARNING {logs}")
+    _say("  .venv/bin/uvicorn examples.shop.app:app   # the shop on its own (var/log, var/data)")
+    if any(codes):
+        print(f"demo: obsctl exited with {codes}", file=sys.stderr)
+        return 1
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run(parse_args(sys.argv[1:] if argv is None else argv))
 
 
 if __name__ == "__main__":
