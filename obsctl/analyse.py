@@ -99,15 +99,17 @@ def epoch_to_ts(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d|w)\s*$", re.IGNORECASE)
-_UNIT_SECONDS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
+_DURATION = re.compile(r"^(?:\d+(?:\.\d+)?(?:ms|s|m|h|d|w))+$")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def parse_time_bound(text: str, *, now: float, flag: str) -> float:
-    """``15m``/``2h``/``7d`` (that long before ``now``) or an RFC 3339 time → epoch seconds."""
-    match = _DURATION.match(text)
-    if match:
-        return now - float(match.group(1)) * _UNIT_SECONDS[match.group(2).lower()]
+    """``15m``/``2h``/``7d``/``1h30m`` (that long before ``now``) or an RFC 3339 time → epoch."""
+    compact = text.strip().lower()
+    if _DURATION.match(compact):
+        seconds = sum(float(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION_PART.findall(compact))
+        return now - seconds
     epoch = ts_to_epoch(text.strip().replace(" ", "T", 1))
     if epoch is None:
         raise UsageError(

@@ -475,6 +475,10 @@ def last_records(
 # ---------------------------------------------------------------------------------------- follow
 
 
+#: Polls a file that vanished from the listing stays open before it is forgotten.
+_MISSING_POLLS = 40
+
+
 @dataclass
 class _Followed:
     path: str
@@ -482,6 +486,7 @@ class _Followed:
     position: int
     partial: bytes = b""
     skipping: bool = False
+    missing: int = 0  # consecutive polls in which its name was not found
 
 
 class Follower:
@@ -495,7 +500,8 @@ class Follower:
         self._default_dir = default_dir
         self._files: dict[tuple[int, int], _Followed] = {}
         self.damage = Damage()
-        self._scan(initial=not from_start)
+        if not from_start:
+            self._scan(initial=True)
 
     def close(self) -> None:
         for state in self._files.values():
@@ -531,16 +537,20 @@ class Follower:
                 state = _Followed(log.path, handle, stat.st_size if initial else 0)
                 self._files[key] = state
             state.path = log.path
+            state.missing = 0
             if stat.st_size < state.position:
                 state.position = 0  # truncated in place (copytruncate)
                 state.partial = b""
             lines.extend(_read_new(state, self.damage))
         for key in [k for k in self._files if k not in seen]:
-            state = self._files.pop(key)
-            lines.extend(
-                _read_new(state, self.damage)
-            )  # rotated away or deleted: drain what was written
-            _close(state)
+            # Rotated away, deleted, or renamed between the listing and the stat: drain what was
+            # written, and keep the file open a while (its inode cannot be reused meanwhile), so
+            # that if it shows up under its new name it continues where it was, not from 0.
+            state = self._files[key]
+            lines.extend(_read_new(state, self.damage))
+            state.missing += 1
+            if state.missing > _MISSING_POLLS:
+                _close(self._files.pop(key))
         return lines
 
     def poll(self) -> list[Record]:
