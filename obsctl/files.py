@@ -413,11 +413,12 @@ def _frame(
     damage: Damage,
     *,
     block_bytes: int,
+    offset: int,
 ) -> Iterator[Block]:
     buf = bytearray(block_bytes)
     view = memoryview(buf)
     keep = 0  # bytes of an unfinished line carried at the start of buf
-    base = 0
+    base = offset
     skipping = False  # inside a line longer than the buffer
     try:
         while True:
@@ -498,7 +499,7 @@ def iter_blocks(
         else:
             reader = _Decompressing(raw, log.kind, source, damage)
         first = True
-        for block in _frame(reader, source, damage, block_bytes=size):
+        for block in _frame(reader, source, damage, block_bytes=size, offset=start):
             if first and start == 0:
                 first = False
                 buf, lo, hi, _ = block

@@ -273,6 +273,13 @@ def _access_in(
             pos = end + 1
 
 
+def _bytes_before(path: str, offset: int) -> bytes:
+    with open(path, "rb") as handle:
+        start = max(0, offset - ACCESS_WINDOW)
+        handle.seek(start)
+        return handle.read(offset - start)
+
+
 @dataclass
 class ErrorPart:
     accumulator: ErrorAccumulator
@@ -289,7 +296,8 @@ class _ErrorWork:
         part = ErrorPart(ErrorAccumulator(self.by, since=self.since, until=self.until))
         needles = _needles_for(_file_head(task.log))
         pending: list[Record] = []
-        previous_tail = b""
+        # A crash logs its error after its access line, which may sit just before this range.
+        previous_tail = _bytes_before(task.log.path, task.start) if task.start else b""
         source = task.log.path
         blocks = iter_blocks(task.log, part.damage, start=task.start, end=task.end)
         for buf, lo, hi, base in blocks:
@@ -401,7 +409,11 @@ def _reverse_lines(log: LogFile, damage: Damage) -> Iterator[tuple[int, bytes]]:
             for line in lines[1:]:
                 offsets.append(offset)
                 offset += len(line) + 1
-            yield from zip(reversed(offsets), reversed(lines[1:]), strict=True)
+            for line_offset, line in zip(reversed(offsets), reversed(lines[1:]), strict=True):
+                if len(line) > files.BLOCK_BYTES:  # as forward reading does
+                    damage.line("oversized", log.path)
+                    continue
+                yield line_offset, line
         if oversized:
             damage.line("oversized", log.path)
         elif carry and not tail_checked:

@@ -1,0 +1,98 @@
+"""obsctl.scan: the same answers whether a file is read in one piece, in blocks, or on 2 cores."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from obsctl import files, scan
+from obsctl.analyse import RecordFilter
+from obsctl.files import Damage, expand_paths
+from tests.obsctl.logdata import access, app_error, line, write
+
+CIDS = [f"{n:032x}" for n in range(1, 400)]
+
+
+def _many_requests(path: Path, count: int = 300) -> None:
+    """Requests whose error line comes before (raised) or after (crash) their access line."""
+    lines: list[bytes] = []
+    for n in range(count):
+        at, cid = n * 0.01, CIDS[n]
+        lines.append(line(at, cid=cid, message="working", filler="x" * (n % 7) * 40))
+        if n % 3 == 0:
+            lines.append(app_error(at + 0.001, cid, 21101 + n % 2, 404, "nf", "Not found.", "NF"))
+            lines.append(access(at + 0.002, cid, "GET", f"/o/{n}", "/o/{id}", 404, 2.0))
+        elif n % 3 == 1:
+            lines.append(access(at + 0.001, cid, "GET", "/crash", "/crash", 500, 2.0))
+            lines.append(line(at + 0.002, "ERROR", cid, "Unhandled", http_code=500))
+        else:
+            lines.append(access(at + 0.001, cid, "POST", "/ok", "/ok", 201, 2.0))
+    write(path, *lines)
+
+
+def _errors(path: Path) -> dict[object, tuple[int, tuple[tuple[str, int], ...]]]:
+    logs = expand_paths([str(path)], default_dir="unused")
+    acc = scan.collect_errors(logs, by="internal_code", since=None, until=None, damage=Damage())
+    report = acc.report(now=0.0)
+    return {g.key: (g.count, g.routes) for g in report.groups}
+
+
+@pytest.fixture
+def tiny_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blocks of 4 KB and byte ranges of 16 KB run on 2 processes: every boundary is exercised."""
+    monkeypatch.setattr(files, "BLOCK_BYTES", 4096)
+    monkeypatch.setattr(scan, "MIN_PIECE_BYTES", 16 << 10)
+    monkeypatch.setattr(scan, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(scan, "ACCESS_WINDOW", 2048)
+
+
+def test_error_groups_are_the_same_in_one_piece_and_in_many(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _many_requests(tmp_path / "a.jsonl")
+    whole = _errors(tmp_path / "a.jsonl")
+    assert whole[21101][0] == 50 and whole[21102][0] == 50 and whole[None][0] == 100
+    assert whole[None][1] == (("GET /crash", 100),)
+    assert sum(n for _, n in whole[21101][1]) == 50  # every raised error found its route
+    monkeypatch.setattr(files, "BLOCK_BYTES", 4096)
+    monkeypatch.setattr(scan, "MIN_PIECE_BYTES", 16 << 10)
+    monkeypatch.setattr(scan, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(scan, "ACCESS_WINDOW", 2048)
+    assert len(scan.plan_tasks(expand_paths([str(tmp_path)], default_dir="x"), workers=2)) > 3
+    assert _errors(tmp_path / "a.jsonl") == whole
+
+
+def test_trace_is_the_same_on_many_processes(tmp_path: Path, tiny_blocks: None) -> None:
+    _many_requests(tmp_path / "a.jsonl")
+    logs = expand_paths([str(tmp_path)], default_dir="x")
+    assert len(scan.plan_tasks(logs, workers=2)) > 3
+    for cid in (CIDS[0], CIDS[150], CIDS[298]):
+        records = scan.find_trace_records(logs, cid, Damage())
+        assert len(records) == 3
+        assert all(r.correlation_id == cid for r in records)
+
+
+def test_ranges_cut_at_line_starts_cover_the_file_once(tmp_path: Path, tiny_blocks: None) -> None:
+    _many_requests(tmp_path / "a.jsonl")
+    (log,) = expand_paths([str(tmp_path)], default_dir="x")
+    tasks = scan.plan_tasks([log], workers=2)
+    data = (tmp_path / "a.jsonl").read_bytes()
+    starts = [t.start for t in tasks]
+    assert starts[0] == 0
+    assert all(data[s - 1 : s] == b"\n" for s in starts[1:])
+    assert [t.end for t in tasks[:-1]] == starts[1:] and tasks[-1].end is None
+
+
+def test_backwards_reading_matches_forward_reading(tmp_path: Path, tiny_blocks: None) -> None:
+    path = tmp_path / "a.jsonl"
+    big = b'{"ts":"2026-11-26T02:11:52.000000Z","message":"' + b"y" * 10_000 + b'"}\n'
+    write(path, *(line(n, message=f"r{n}") for n in range(200)), big, line(300.0), line(301.0)[:9])
+    (log,) = expand_paths([str(path)], default_dir="x")
+    damage = Damage()
+    records = scan.last_records([log], 1000, RecordFilter(), damage)
+    assert [r.message for r in records][:200] == [f"r{n}" for n in range(200)]
+    assert len(records) == 201
+    assert damage.summary() == (
+        "skipped 1 oversized line in a.jsonl, 1 incomplete final line in a.jsonl"
+    )
