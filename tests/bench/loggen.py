@@ -76,6 +76,7 @@ class Generated:
     codes: dict[int, int] = field(default_factory=dict)
     error_ids: list[str] = field(default_factory=list)
     ok_ids: list[str] = field(default_factory=list)
+    middle_error_id: str = ""  # a failed request written after the first half of the file
 
 
 def _ts(micros: int) -> str:
@@ -173,6 +174,8 @@ def generate(path: str, size_bytes: int, *, seed: int = 1) -> Generated:
                 pending.extend(lines)
                 info.requests += 1
                 if code is not None:
+                    if not info.middle_error_id and info.bytes >= size_bytes // 2:
+                        info.middle_error_id = cid
                     info.error_lines += 1
                     info.codes[code] = info.codes.get(code, 0) + 1
                     if len(info.error_ids) < 1000:
