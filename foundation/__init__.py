@@ -31,6 +31,7 @@ from foundation.exceptions import (
 )
 from foundation.handlers import add_exception_handlers
 from foundation.logging import configure_logging
+from foundation.metrics import MetricsMiddleware, install_metrics
 from foundation.setup import setup
 
 __version__ = "0.1.0"
@@ -47,6 +48,7 @@ __all__ = [
     "DuplicateRecord",
     "InvalidRequest",
     "MethodNotAllowed",
+    "MetricsMiddleware",
     "RecordNotFound",
     "ReferenceViolation",
     "RouteNotFound",
@@ -55,6 +57,7 @@ __all__ = [
     "astamp_correlation_id",
     "configure_logging",
     "get_correlation_id",
+    "install_metrics",
     "setup",
     "stamp_correlation_id",
     "with_correlation",

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 from fastapi import FastAPI
@@ -46,12 +46,6 @@ _MAX_VALIDATION_ERRORS = 20
 _MAX_LOC_CHARS = 64
 
 
-class ExceptionObserver(Protocol):
-    """Told about every error response (the metrics layer counts them)."""
-
-    def __call__(self, *, exception: str, internal_code: int, http_code: int) -> None: ...
-
-
 @dataclass(frozen=True, slots=True)
 class ErrorOptions:
     """How error bodies look; stored on ``app.state.foundation_errors``."""
@@ -71,6 +65,7 @@ def _options(app: Any) -> ErrorOptions:
 
 
 def _observe(app: Any, exception: str, internal_code: int, http_code: int) -> None:
+    # The metrics layer installs a ``foundation.metrics.ExceptionObserver`` here.
     state = getattr(app, "state", None)
     observer = getattr(state, "foundation_exception_observer", None) if state is not None else None
     if observer is not None:

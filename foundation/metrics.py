@@ -378,7 +378,27 @@ def create_metrics(
             GCCollector(registry=registry)
     http = FastHttpMetrics(bounds, exemplar_interval)
     registry.register(http)
+    registry.register(LogWriteErrors())
     return _build(registry, registry, http, tuple(db_buckets), None)
+
+
+class LogWriteErrors(Collector):
+    """``log_write_errors_total``: log records a sink could not write (disk full, bad directory).
+
+    Read at scrape time from the logging configuration of this process, so a failing log disk
+    shows up on a dashboard even though requests keep succeeding. Single-process mode only: in
+    multiprocess mode each worker would report its own count under one name.
+    """
+
+    def collect(self) -> Iterable[Metric]:
+        from foundation.logging import current_logging
+
+        config = current_logging()
+        yield CounterMetricFamily(
+            "log_write_errors",
+            "Log records dropped because a sink could not write them.",
+            value=config.dropped_records if config is not None else 0,
+        )
 
 
 def _build(
