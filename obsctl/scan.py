@@ -21,7 +21,7 @@ from typing import IO, TypeVar
 
 from obsctl import files
 from obsctl.analyse import ACCESS_MESSAGE, ErrorAccumulator, RecordFilter, level_rank, route_of
-from obsctl.files import Damage, LogFile, expand_paths, iter_blocks
+from obsctl.files import Buffer, Damage, LogFile, expand_paths, iter_blocks
 from obsctl.parse import Record, parse_line_checked
 
 __all__ = [
@@ -135,7 +135,7 @@ def _run(
 
 
 def _lines_with(
-    buf: bytearray, lo: int, hi: int, needles: Sequence[bytes]
+    buf: Buffer, lo: int, hi: int, needles: Sequence[bytes]
 ) -> Iterator[tuple[int, int]]:
     """``(start, end)`` of each line in ``buf[lo:hi]`` containing any needle (end at ``\\n``)."""
     if len(needles) == 1:
@@ -247,9 +247,7 @@ def _with_access(record: Record, access: Record) -> Record:
 with_access = _with_access
 
 
-def _access_in(
-    data: bytes | bytearray, cid: bytes, lo: int, hi: int, *, backwards: bool
-) -> Record | None:
+def _access_in(data: Buffer, cid: bytes, lo: int, hi: int, *, backwards: bool) -> Record | None:
     """The access line (``request finished``) of ``cid`` within ``data[lo:hi]``, if any."""
     marker = ACCESS_MESSAGE.encode()
     pos = hi if backwards else lo
@@ -344,7 +342,7 @@ class _ErrorWork:
 
     @staticmethod
     def _resolve(
-        pending: list[Record], data: bytes | bytearray, lo: int, hi: int, part: ErrorPart
+        pending: list[Record], data: Buffer, lo: int, hi: int, part: ErrorPart
     ) -> list[Record]:
         for record in pending:
             cid = record.correlation_id or ""

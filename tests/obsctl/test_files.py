@@ -11,9 +11,20 @@ from pathlib import Path
 
 import pytest
 
+from obsctl import files
 from obsctl.errors import UsageError
 from obsctl.files import Damage, LogFile, expand_paths, iter_lines
 from tests.obsctl.logdata import line, write
+
+
+@pytest.fixture(autouse=True, params=["read", "mmap"])
+def reading(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs on both ways of reading plain files: read() for files being written,
+    mmap windows for quiet ones."""
+    quiet = -1.0 if request.param == "mmap" else 1e12
+    monkeypatch.setattr(files, "MMAP_QUIET_SECONDS", quiet)
+    return str(request.param)
+
 
 LINES = b"".join(line(i, message=f"m{i}") for i in range(1000))
 

@@ -11,6 +11,16 @@ from obsctl.analyse import RecordFilter
 from obsctl.files import Damage, expand_paths
 from tests.obsctl.logdata import access, app_error, line, write
 
+
+@pytest.fixture(autouse=True, params=["read", "mmap"])
+def reading(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs on both ways of reading plain files: read() for files being written,
+    mmap windows for quiet ones."""
+    quiet = -1.0 if request.param == "mmap" else 1e12
+    monkeypatch.setattr(files, "MMAP_QUIET_SECONDS", quiet)
+    return str(request.param)
+
+
 CIDS = [f"{n:032x}" for n in range(1, 400)]
 
 
