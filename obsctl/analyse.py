@@ -381,42 +381,70 @@ def _merge_counts(mine: Counter[Any], theirs: Counter[Any]) -> None:
             mine[key] += count
 
 
-def route_of(record: Record) -> str | None:
-    """``"POST /orders/{order_id}"`` from a record's method and route template (or raw path)."""
-    target = record.data.get("route") or record.data.get("path")
+def _as_code(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def _route(data: dict[str, Any]) -> str | None:
+    target = data.get("route") or data.get("path")
     if not isinstance(target, str) or not target:
         return None
-    method = record.data.get("method")
+    method = data.get("method")
     return f"{method} {target}" if isinstance(method, str) and method else target
 
 
-def exception_of(record: Record) -> str | None:
-    exc = record.exception
-    if exc is None:
+def _route_template(data: dict[str, Any]) -> str | None:
+    target = data.get("route") or data.get("path")
+    return target if isinstance(target, str) and target else None
+
+
+def _exception_type(data: dict[str, Any]) -> str | None:
+    exc = data.get("exception")
+    if not isinstance(exc, dict):
         return None
     kind = exc.get("type")
     return kind if isinstance(kind, str) and kind else None
 
 
-def status_of(record: Record) -> int | None:
-    code = record.http_code
-    return code if code is not None else record.status
+def _status(data: dict[str, Any]) -> int | None:
+    code = _as_code(data.get("http_code"))
+    return code if code is not None else _as_code(data.get("status"))
+
+
+def _key_of(data: dict[str, Any], by: str) -> int | str | None:
+    if by == "internal_code":
+        return _as_code(data.get("internal_code"))
+    if by == "route":
+        return _route_template(data)
+    if by == "exception":
+        return _exception_type(data)
+    return _status(data)
+
+
+def route_of(record: Record) -> str | None:
+    """``"POST /orders/{order_id}"`` from a record's method and route template (or raw path)."""
+    return _route(record.data)
 
 
 def route_template_of(record: Record) -> str | None:
     """The route template (``/orders/{order_id}``), or the raw path when no route matched."""
-    target = record.data.get("route") or record.data.get("path")
-    return target if isinstance(target, str) and target else None
+    return _route_template(record.data)
 
 
-def _group_key(record: Record, by: str) -> int | str | None:
-    if by == "internal_code":
-        return record.internal_code
-    if by == "route":
-        return route_template_of(record)
-    if by == "exception":
-        return exception_of(record)
-    return status_of(record)
+def exception_of(record: Record) -> str | None:
+    return _exception_type(record.data)
+
+
+def status_of(record: Record) -> int | None:
+    return _status(record.data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -488,9 +516,17 @@ class ErrorAccumulator:
 
     def add(self, record: Record) -> bool:
         """Count ``record`` if it is an ERROR/CRITICAL record inside the window."""
-        if level_rank(record.level) < 40:
+        return self.add_fields(record.data, record.epoch)
+
+    def add_fields(
+        self, data: dict[str, Any], epoch: float | None, access: dict[str, Any] | None = None
+    ) -> bool:
+        """Count one record given as its schema-v1 fields (the fast path of file scans);
+        ``access`` is its request's access line, where the route and status come from when the
+        error line itself has none."""
+        level = data.get("level")
+        if not isinstance(level, str) or level_rank(level) < 40:
             return False
-        epoch = record.epoch
         if self.since is not None or self.until is not None:
             if epoch is None:
                 return False
@@ -498,36 +534,40 @@ class ErrorAccumulator:
                 return False
             if self.until is not None and epoch >= self.until:
                 return False
-        key = _group_key(record, self.by)
+        joined = data if access is None else {**access, **data}
+        key = _key_of(joined, self.by)
         state = self.groups.get(key)
         if state is None:
             state = self.groups[key] = _GroupState()
         state.count += 1
-        when = epoch if epoch is not None else 0.0
+        ts = data.get("ts")
+        ts = ts if isinstance(ts, str) else ""
+        cid = data.get("correlation_id")
+        cid = cid if isinstance(cid, str) and cid else None
         if epoch is not None:
             state.times.append(epoch)
             if epoch < state.first[1]:
-                state.first = (record.ts, epoch)
+                state.first = (ts, epoch)
             if epoch >= state.last[1]:
-                state.last = (record.ts, epoch, record.correlation_id)
+                state.last = (ts, epoch, cid)
         elif state.last[2] is None:
-            state.last = (record.ts, when, record.correlation_id)
-        status = status_of(record)
+            state.last = (ts, 0.0, cid)
+        status = _status(joined)
         if status is not None:
             _bump(state.statuses, status)
-        external = record.data.get("external_message")
+        external = data.get("external_message")
         if isinstance(external, str) and external:
             _bump(state.external, external)
-        internal = record.data.get("internal_message") or record.message
+        internal = data.get("internal_message") or data.get("message")
         if isinstance(internal, str) and internal:
             _bump(state.internal, internal[:500])
-        route = route_of(record)
+        route = _route(joined)
         if route is not None:
             _bump(state.routes, route)
-        exc = exception_of(record)
+        exc = _exception_type(data)
         if exc is not None:
             _bump(state.exceptions, exc)
-        code = record.internal_code
+        code = _as_code(data.get("internal_code"))
         if code is not None:
             _bump(state.codes, code)
         return True

@@ -150,10 +150,25 @@ def _as_int(value: object) -> int | None:
     return None
 
 
+_SECONDS: dict[str, float] = {}
+
+
 def ts_to_epoch(ts: str) -> float | None:
     """Parse an RFC 3339 time (``Z`` or offset; naive means UTC) into epoch seconds."""
     if not ts:
         return None
+    if len(ts) == 27 and ts[26] == "Z" and ts[19] == "." and ts[20:26].isdigit():
+        # The writer's own format: the second is parsed once (records cluster in time).
+        second = _SECONDS.get(ts[:19])
+        if second is None:
+            try:
+                second = datetime.fromisoformat(ts[:19]).replace(tzinfo=UTC).timestamp()
+            except ValueError:
+                return None
+            if len(_SECONDS) > 4096:
+                _SECONDS.clear()
+            _SECONDS[ts[:19]] = second
+        return second + int(ts[20:26]) / 1_000_000
     try:
         moment = datetime.fromisoformat(ts)
     except ValueError:

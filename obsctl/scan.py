@@ -17,12 +17,14 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import IO, TypeVar
+from typing import IO, Any, TypeVar
+
+import orjson
 
 from obsctl import files
-from obsctl.analyse import ACCESS_MESSAGE, ErrorAccumulator, RecordFilter, level_rank, route_of
+from obsctl.analyse import ACCESS_MESSAGE, ErrorAccumulator, RecordFilter, level_rank
 from obsctl.files import Buffer, Damage, LogFile, expand_paths, iter_blocks
-from obsctl.parse import Record, parse_line_checked
+from obsctl.parse import Record, parse_line_checked, ts_to_epoch
 
 __all__ = [
     "Follower",
@@ -247,9 +249,12 @@ def _with_access(record: Record, access: Record) -> Record:
 with_access = _with_access
 
 
-def _access_in(data: Buffer, cid: bytes, lo: int, hi: int, *, backwards: bool) -> Record | None:
+def _access_in(
+    data: Buffer, cid: bytes, lo: int, hi: int, *, backwards: bool
+) -> dict[str, Any] | None:
     """The access line (``request finished``) of ``cid`` within ``data[lo:hi]``, if any."""
     marker = ACCESS_MESSAGE.encode()
+    wanted = cid.decode()
     pos = hi if backwards else lo
     while True:
         hit = data.rfind(cid, lo, pos) if backwards else data.find(cid, pos, hi)
@@ -260,15 +265,38 @@ def _access_in(data: Buffer, cid: bytes, lo: int, hi: int, *, backwards: bool) -
         end = hi if end < 0 else end
         line = bytes(data[max(start, lo) : end])
         if marker in line:
-            record, _ = parse_line_checked(line)
-            if record is not None and record.correlation_id == cid.decode():
-                return record
+            try:
+                doc = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                doc = None
+            if isinstance(doc, dict) and doc.get("correlation_id") == wanted:
+                return doc
         if backwards:
             pos = max(start, lo) - 1
             if pos <= lo:
                 return None
         else:
             pos = end + 1
+
+
+def _error_fields(
+    line: bytes, source: str, damage: Damage
+) -> tuple[dict[str, Any], float | None] | None:
+    """The fields and epoch of a candidate line (orjson directly; the full parser for anything
+    unusual: damage, NaN, NUL runs, Loguru's native shape)."""
+    try:
+        doc = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        doc = None
+    if not isinstance(doc, dict) or ("record" in doc and "text" in doc):
+        record, reason = parse_line_checked(line)
+        if record is None:
+            if reason is not None:
+                damage.line(reason, source)
+            return None
+        return record.data, record.epoch
+    ts = doc.get("ts")
+    return doc, ts_to_epoch(ts) if isinstance(ts, str) else None
 
 
 def _bytes_before(path: str, offset: int) -> bytes:
@@ -292,63 +320,63 @@ class _ErrorWork:
 
     def __call__(self, task: Task) -> ErrorPart:
         part = ErrorPart(ErrorAccumulator(self.by, since=self.since, until=self.until))
+        add = part.accumulator.add_fields
         needles = _needles_for(_file_head(task.log))
-        pending: list[Record] = []
+        pending: list[tuple[dict[str, Any], float | None, bytes]] = []
         # A crash logs its error after its access line, which may sit just before this range.
         previous_tail = _bytes_before(task.log.path, task.start) if task.start else b""
         source = task.log.path
         blocks = iter_blocks(task.log, part.damage, start=task.start, end=task.end)
-        for buf, lo, hi, base in blocks:
+        for buf, lo, hi, _base in blocks:
             if pending:
-                pending = self._resolve(pending, buf, lo, min(hi, lo + ACCESS_WINDOW), part)
+                self._resolve(pending, buf, lo, min(hi, lo + ACCESS_WINDOW), add)
+                pending = []
             for start, end in _lines_with(buf, lo, hi, needles):
-                record, reason = parse_line_checked(
-                    bytes(buf[start:end]), source=source, offset=base + start
-                )
-                if record is None:
-                    if reason is not None:
-                        part.damage.line(reason, source)
+                fields = _error_fields(bytes(buf[start:end]), source, part.damage)
+                if fields is None:
                     continue
-                cid = record.correlation_id
-                if cid is None or route_of(record) is not None:
-                    part.accumulator.add(record)
+                data, epoch = fields
+                cid = data.get("correlation_id")
+                if not isinstance(cid, str) or not cid or data.get("route") or data.get("path"):
+                    add(data, epoch)
                     continue
-                if level_rank(record.level) < 40:
+                level = data.get("level")
+                if not isinstance(level, str) or level_rank(level) < 40:
                     continue
                 needle = cid.encode()
                 access = _access_in(buf, needle, end, min(hi, end + ACCESS_WINDOW), backwards=False)
                 if access is None:
-                    access = _access_in(
-                        buf, needle, max(lo, start - ACCESS_WINDOW), start, backwards=True
-                    )
+                    earlier = max(lo, start - ACCESS_WINDOW)
+                    access = _access_in(buf, needle, earlier, start, backwards=True)
                 if access is None and start - lo < ACCESS_WINDOW and previous_tail:
                     access = _access_in(
                         previous_tail, needle, 0, len(previous_tail), backwards=True
                     )
                 if access is None and end + ACCESS_WINDOW > hi:
-                    pending.append(record)
+                    pending.append((data, epoch, needle))
                     continue
-                part.accumulator.add(_with_access(record, access) if access else record)
+                add(data, epoch, access)
             previous_tail = bytes(buf[max(lo, hi - ACCESS_WINDOW) : hi])
         if pending and task.end is not None:
             with open(task.log.path, "rb") as handle:
                 handle.seek(task.end)
                 after = handle.read(ACCESS_WINDOW)
-            cut = after.rfind(b"\n") + 1
-            pending = self._resolve(pending, after, 0, cut, part)
-        for record in pending:
-            part.accumulator.add(record)
+            self._resolve(pending, after, 0, after.rfind(b"\n") + 1, add)
+        elif pending:
+            for data, epoch, _ in pending:
+                add(data, epoch)
         return part
 
     @staticmethod
     def _resolve(
-        pending: list[Record], data: Buffer, lo: int, hi: int, part: ErrorPart
-    ) -> list[Record]:
-        for record in pending:
-            cid = record.correlation_id or ""
-            access = _access_in(data, cid.encode(), lo, hi, backwards=False)
-            part.accumulator.add(_with_access(record, access) if access else record)
-        return []
+        pending: list[tuple[dict[str, Any], float | None, bytes]],
+        data: Buffer,
+        lo: int,
+        hi: int,
+        add: Callable[[dict[str, Any], float | None, dict[str, Any] | None], bool],
+    ) -> None:
+        for fields, epoch, needle in pending:
+            add(fields, epoch, _access_in(data, needle, lo, hi, backwards=False))
 
 
 def collect_errors(
