@@ -10,10 +10,9 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 
-from loguru import logger
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from foundation.logging import current_logging
+from foundation.logging import log_record
 from foundation.routing import route_template
 
 ACCESS_MESSAGE = "request finished"
@@ -53,6 +52,4 @@ class AccessLogMiddleware:
                 "status": status if complete else 500,
                 "duration_ms": round((time.perf_counter() - start) * 1000.0, 3),
             }
-            config = current_logging()
-            if config is None or not config.emit("INFO", 20, ACCESS_MESSAGE, __name__, fields):
-                logger.info(ACCESS_MESSAGE, **fields)
+            log_record("INFO", ACCESS_MESSAGE, __name__, fields)

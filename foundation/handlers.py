@@ -26,7 +26,6 @@ from typing import Any
 import orjson
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
-from loguru import logger
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -39,7 +38,7 @@ from foundation.exceptions import (
     MethodNotAllowed,
     RouteNotFound,
 )
-from foundation.logging import exception_summary
+from foundation.logging import log_record
 
 INTERNAL_ERROR_MESSAGE = AppException.external_message
 _MAX_VALIDATION_ERRORS = 20
@@ -127,11 +126,14 @@ def _log_app_exception(exc: AppException) -> None:
         "external_message": exc.external_message,
         **exc.context,
     }
-    if exc.http_code >= 500:
-        logger.opt(exception=exc).log(exc.log_level, "{}", exc.internal_message, **extras)
-    else:
-        extras["_exception"] = exception_summary(exc)
-        logger.log(exc.log_level, "{}", exc.internal_message, **extras)
+    log_record(
+        exc.log_level,
+        exc.internal_message,
+        __name__,
+        extras,
+        exception=exc,
+        with_traceback=exc.http_code >= 500,
+    )
 
 
 async def app_exception_handler(request: Request, exc: Exception) -> Response:
@@ -156,15 +158,17 @@ async def validation_exception_handler(request: Request, exc: Exception) -> Resp
         for err in exc.errors()[:_MAX_VALIDATION_ERRORS]
     ]
     error = InvalidRequest(f"{len(exc.errors())} validation error(s)")
-    logger.log(
+    log_record(
         error.log_level,
-        "{}",
         error.internal_message,
-        internal_code=error.internal_code,
-        http_code=error.http_code,
-        external_message=error.external_message,
-        errors=errors,
-        _exception=exception_summary(error),
+        __name__,
+        {
+            "internal_code": error.internal_code,
+            "http_code": error.http_code,
+            "external_message": error.external_message,
+            "errors": errors,
+        },
+        exception=error,
     )
     _observe(request.app, type(error).__name__, error.internal_code, error.http_code)
     return _response(
@@ -198,13 +202,12 @@ async def http_exception_handler(request: Request, exc: Exception) -> Response:
         code = 10000 + status if 100 <= status <= 999 else 10000
         level = "ERROR" if status >= 500 else "WARNING"
         name = "HTTPException"
-    logger.log(
+    log_record(
         level,
-        "{}",
         f"HTTP {status} {message}",
-        internal_code=code,
-        http_code=status,
-        _exception={"type": name, "value": message},
+        __name__,
+        {"internal_code": code, "http_code": status},
+        exception={"type": name, "value": message},
     )
     _observe(request.app, name, code, status)
     if status in (204, 304):
@@ -213,8 +216,13 @@ async def http_exception_handler(request: Request, exc: Exception) -> Response:
 
 
 def _log_unhandled(exc: BaseException) -> None:
-    logger.opt(exception=exc).error(
-        "Unhandled {}", type(exc).__name__, internal_code=AppException.internal_code, http_code=500
+    log_record(
+        "ERROR",
+        f"Unhandled {type(exc).__name__}",
+        __name__,
+        {"internal_code": AppException.internal_code, "http_code": 500},
+        exception=exc,
+        with_traceback=True,
     )
 
 

@@ -37,6 +37,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, TextIO
 
 import orjson
@@ -172,13 +173,23 @@ class JsonRenderer:
             summary = record["extra"].get("_exception")
             return summary if isinstance(summary, dict) else None
         kind, value, tb = info
-        type_name = kind.__name__ if kind is not None else "Exception"
-        text = "".join(traceback.format_exception(kind, value, tb)) if kind is not None else ""
-        return {
-            "type": type_name,
-            "value": _truncate(_safe_str(value), self.max_field_chars),
-            "traceback": _truncate(text, self.max_traceback_chars),
+        if kind is None or value is None:
+            return {"type": "Exception", "value": "", "traceback": ""}
+        return self.exception_fields(value, with_traceback=True, tb=tb)
+
+    def exception_fields(
+        self, exc: BaseException, *, with_traceback: bool, tb: TracebackType | None = None
+    ) -> dict[str, str]:
+        """``{"type", "value"[, "traceback"]}``; tracebacks carry no local variable values."""
+        fields = {
+            "type": type(exc).__name__,
+            "value": _truncate(_safe_str(exc), self.max_field_chars),
         }
+        if with_traceback:
+            trace = tb if tb is not None else exc.__traceback__
+            text = "".join(traceback.format_exception(type(exc), exc, trace))
+            fields["traceback"] = _truncate(text, self.max_traceback_chars)
+        return fields
 
     def fields(self, record: Record) -> dict[str, Any]:
         return self.assemble(
@@ -477,15 +488,20 @@ class LoggingConfig:
         return sum(sink.dropped for sink in self.sinks)
 
     def emit(
-        self, level: str, level_no: int, message: str, name: str, extra: Mapping[str, Any]
+        self,
+        level: str,
+        message: str,
+        name: str,
+        extra: Mapping[str, Any],
+        exception: dict[str, str] | None = None,
     ) -> bool:
-        """Write one of foundation's own records (the access line) straight to the JSON sinks.
+        """Write one of foundation's own records straight to the JSON sinks.
 
         Loguru's per-record machinery (frame inspection, process and thread names, record copy,
-        format) costs more than the request it describes; foundation's own lines need none of
-        it. Only taken when every installed handler is one of foundation's JSON sinks (no
-        terminal format, no sink added by the application); otherwise returns ``False`` and the
-        caller logs through Loguru as usual.
+        format) costs more than the request it describes; foundation's own lines (the access
+        line, the handlers' error lines) need none of it. Only taken when every installed
+        handler is one of foundation's JSON sinks (no terminal format, no sink added by the
+        application); otherwise returns ``False`` and the caller logs through Loguru.
         """
         handlers = getattr(getattr(logger, "_core", None), "handlers", None)
         if (
@@ -494,6 +510,9 @@ class LoggingConfig:
             or handlers is None
             or len(handlers) != len(self.handler_ids)
         ):
+            return False
+        level_no = _LEVEL_NUMBERS.get(level)
+        if level_no is None:
             return False
         if level_no < self.level_no:
             return True
@@ -507,6 +526,7 @@ class LoggingConfig:
             None,
             None,
             {"correlation_id": cid, **extra} if cid else extra,
+            exception,
         )
         try:
             line = renderer.serialize(fields) + b"\n"
@@ -518,6 +538,44 @@ class LoggingConfig:
 
 
 _installed: list[LoggingConfig] = []
+_LEVEL_NUMBERS = {"TRACE": 5, "DEBUG": 10, "INFO": 20, "SUCCESS": 25, "WARNING": 30, "ERROR": 40}
+_LEVEL_NUMBERS["CRITICAL"] = 50
+
+
+def log_record(
+    level: str,
+    message: str,
+    name: str,
+    extra: Mapping[str, Any],
+    *,
+    exception: BaseException | dict[str, str] | None = None,
+    with_traceback: bool = False,
+) -> None:
+    """Log one of foundation's own records (never user text as a format string).
+
+    ``exception`` is the exception (its traceback written when ``with_traceback``) or a ready
+    ``{"type", "value"}`` summary. Straight to foundation's JSON sinks when they are the only
+    handlers, through Loguru otherwise, with the same fields either way.
+    """
+    config = current_logging()
+    summary: dict[str, str] | None
+    if isinstance(exception, BaseException) and not with_traceback:
+        summary = exception_summary(exception)
+    else:
+        summary = exception if isinstance(exception, dict) else None
+    if config is not None:
+        fields = summary
+        if isinstance(exception, BaseException) and with_traceback:
+            fields = config.renderer.exception_fields(exception, with_traceback=True)
+        if config.emit(level, message, name, extra, fields):
+            return
+    # depth=1: the record names the caller (handler, middleware), not this function.
+    if isinstance(exception, BaseException) and with_traceback:
+        logger.opt(exception=exception, depth=1).log(level, "{}", message, **extra)
+    elif summary is not None:
+        logger.opt(depth=1).log(level, "{}", message, **extra, _exception=summary)
+    else:
+        logger.opt(depth=1).log(level, "{}", message, **extra)
 
 
 def current_logging() -> LoggingConfig | None:

@@ -2,7 +2,7 @@
 
 1. Requests per second through uvicorn (one worker, wrk on loopback) of an endpoint that logs
    one line, success path (200) and error path (409 from a domain error): bare FastAPI (no
-   logging), foundation's stack, and the stack people assemble today (asgi-correlation-id +
+   logging), foundation's stack (metrics off, then everything on), and the stack people assemble today (asgi-correlation-id +
    pure ASGI access log + Loguru ``serialize=True``). Variants alternate; medians of rounds.
 2. JSON records per second written to a file (stdout off): foundation's renderer against
    Loguru's own ``serialize=True``, alternated, medians.
@@ -49,7 +49,7 @@ def main() -> None:
     seconds = int(os.environ.get("BENCH_SECONDS", "5"))
     print(f"HTTP: uvicorn 1 worker, wrk -t1 -c32, {rounds} alternated rounds of {seconds}s")
     results = alternate(
-        ["bare", "foundation", "assembled"],
+        ["bare", "foundation", "foundation_all", "assembled"],
         {"success": "/items/1", "error": "/fail/1"},
         APP,
         rounds=rounds,
