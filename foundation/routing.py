@@ -6,18 +6,30 @@ scope. Raw paths never become labels; a request that matched nothing is ``<unmat
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 UNMATCHED = "<unmatched>"
+# The metrics middleware and the access line both ask, once the app has returned.
+_CACHE_KEY = "foundation.route_template"
 
 
 def route_template(scope: Mapping[str, Any], root_path: str = "") -> str:
     """Full template (router prefixes and mounts included) of the route that handled ``scope``.
 
     ``root_path`` is the scope's ``root_path`` as it was when the request entered the app
-    (before any ``Mount`` extended it).
+    (before any ``Mount`` extended it). The answer is kept in the scope for the next caller.
     """
+    cached = scope.get(_CACHE_KEY)
+    if cached is not None:
+        return str(cached)
+    template = _route_template(scope, root_path)
+    if isinstance(scope, MutableMapping):
+        scope[_CACHE_KEY] = template
+    return template
+
+
+def _route_template(scope: Mapping[str, Any], root_path: str) -> str:
     route = scope.get("route")
     if route is None:
         return UNMATCHED
