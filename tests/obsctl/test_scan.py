@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import pytest
@@ -73,14 +74,21 @@ def test_error_groups_are_the_same_in_one_piece_and_in_many(
     assert _errors(tmp_path / "a.jsonl") == whole
 
 
-def test_trace_is_the_same_on_many_processes(tmp_path: Path, tiny_blocks: None) -> None:
+def test_trace_is_the_same_in_one_piece_and_over_processes(
+    tmp_path: Path, tiny_blocks: None
+) -> None:
     _many_requests(tmp_path / "a.jsonl")
-    logs = expand_paths([str(tmp_path)], default_dir="x")
-    assert len(scan.plan_tasks(logs, workers=2)) > 3
+    lines = (tmp_path / "a.jsonl").read_bytes().splitlines(keepends=True)
+    for n in range(3):  # several compressed files: decompressed on both cores
+        write(tmp_path / "gz" / f"part{n}.jsonl.gz", gzip.compress(b"".join(lines[n::3])))
+    plain = expand_paths([str(tmp_path / "a.jsonl")], default_dir="x")
+    packed = expand_paths([str(tmp_path / "gz")], default_dir="x")
     for cid in (CIDS[0], CIDS[150], CIDS[298]):
-        records = scan.find_trace_records(logs, cid, Damage())
-        assert len(records) == 3
-        assert all(r.correlation_id == cid for r in records)
+        one = scan.find_trace_records(plain, cid, Damage())
+        many = scan.find_trace_records(packed, cid, Damage())
+        assert len(one) == 3
+        assert all(r.correlation_id == cid for r in one)
+        assert sorted(r.raw for r in many) == sorted(r.raw for r in one)
 
 
 def test_ranges_cut_at_line_starts_cover_the_file_once(tmp_path: Path, tiny_blocks: None) -> None:
