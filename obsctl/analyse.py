@@ -18,7 +18,6 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http import HTTPStatus
 from typing import Any, Literal
 
 from obsctl.errors import UsageError
@@ -232,6 +231,8 @@ def _ms(value: float) -> str:
 
 
 def _status_text(status: int) -> str:
+    from http import HTTPStatus
+
     try:
         return f"{status} {HTTPStatus(status).phrase}"
     except ValueError:
@@ -342,11 +343,6 @@ def _str_or_none(value: object) -> str | None:
 _MAX_DISTINCT = 256
 
 
-def _bump(counter: Counter[Any], value: object) -> None:
-    if value in counter or len(counter) < _MAX_DISTINCT:
-        counter[value] += 1
-
-
 @dataclass(slots=True)
 class _GroupState:
     count: int = 0
@@ -419,14 +415,22 @@ def _status(data: dict[str, Any]) -> int | None:
     return code if code is not None else _as_code(data.get("status"))
 
 
-def _key_of(data: dict[str, Any], by: str) -> int | str | None:
+def _key_of(
+    data: dict[str, Any], by: str, access: dict[str, Any] | None = None
+) -> int | str | None:
     if by == "internal_code":
         return _as_code(data.get("internal_code"))
-    if by == "route":
-        return _route_template(data)
     if by == "exception":
         return _exception_type(data)
-    return _status(data)
+    if by == "route":
+        key = _route_template(data)
+        return key if key is not None or access is None else _route_template(access)
+    status = _status(data)
+    return status if status is not None or access is None else _status(access)
+
+
+def _text(value: object) -> str | None:
+    return value[:500] if isinstance(value, str) else None
 
 
 def route_of(record: Record) -> str | None:
@@ -534,8 +538,7 @@ class ErrorAccumulator:
                 return False
             if self.until is not None and epoch >= self.until:
                 return False
-        joined = data if access is None else {**access, **data}
-        key = _key_of(joined, self.by)
+        key = _key_of(data, self.by, access)
         state = self.groups.get(key)
         if state is None:
             state = self.groups[key] = _GroupState()
@@ -552,24 +555,21 @@ class ErrorAccumulator:
                 state.last = (ts, epoch, cid)
         elif state.last[2] is None:
             state.last = (ts, 0.0, cid)
-        status = _status(joined)
-        if status is not None:
-            _bump(state.statuses, status)
-        external = data.get("external_message")
-        if isinstance(external, str) and external:
-            _bump(state.external, external)
-        internal = data.get("internal_message") or data.get("message")
-        if isinstance(internal, str) and internal:
-            _bump(state.internal, internal[:500])
-        route = _route(joined)
-        if route is not None:
-            _bump(state.routes, route)
-        exc = _exception_type(data)
-        if exc is not None:
-            _bump(state.exceptions, exc)
-        code = _as_code(data.get("internal_code"))
-        if code is not None:
-            _bump(state.codes, code)
+        values: tuple[tuple[Counter[Any], Any], ...] = (
+            (state.statuses, _status(data) or (_status(access) if access else None)),
+            (state.external, data.get("external_message")),
+            (state.internal, _text(data.get("internal_message") or data.get("message"))),
+            (state.routes, _route(data) or (_route(access) if access else None)),
+            (state.exceptions, _exception_type(data)),
+            (state.codes, _as_code(data.get("internal_code"))),
+        )
+        for counter, value in values:
+            if (
+                value is not None
+                and value != ""
+                and (value in counter or len(counter) < _MAX_DISTINCT)
+            ):
+                counter[value] += 1
         return True
 
     def merge(self, other: ErrorAccumulator) -> None:
