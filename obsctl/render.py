@@ -185,13 +185,28 @@ def _status_style(status: int) -> str:
     return "green"
 
 
+#: A timeline longer than twice this shows its first and last lines (rendering 50,000 table rows
+#: takes half a minute); --json has them all.
+_TIMELINE_EDGE = 200
+_MAX_TRACEBACKS = 5
+
+
 def _timeline_table(entries: Iterable[TimelineEntry]) -> Table:
     table = Table(title="timeline", title_justify="left", expand=False, show_lines=False)
     table.add_column("offset", justify="right", no_wrap=True)
     table.add_column("level", no_wrap=True)
     table.add_column("logger", overflow="fold")
     table.add_column("message", overflow="fold")
-    for entry in entries:
+    rows: list[TimelineEntry | None] = list(entries)
+    hidden = 0
+    if len(rows) > 2 * _TIMELINE_EDGE:
+        hidden = len(rows) - 2 * _TIMELINE_EDGE
+        rows = [*rows[:_TIMELINE_EDGE], None, *rows[-_TIMELINE_EDGE:]]
+    for entry in rows:
+        if entry is None:
+            note = f"… {hidden} more lines (obsctl trace ID --json prints them all) …"
+            table.add_row(Text(""), Text(""), Text(""), Text(note, style="dim"))
+            continue
         table.add_row(
             Text(_ms(entry.offset_ms)),
             _level(entry.record.level),
@@ -214,8 +229,10 @@ def _message_cell(record: Record, extras: dict[str, Any]) -> Text:
 
 
 def _traceback_panels(trace: Trace) -> list[Panel]:
-    panels = []
+    panels: list[Panel] = []
     for entry in trace.timeline:
+        if len(panels) == _MAX_TRACEBACKS:
+            break
         tb = _traceback(entry.record.exception)
         if tb is not None:
             panels.append(

@@ -78,3 +78,13 @@ def test_no_colour_when_not_a_terminal_or_no_color(monkeypatch: pytest.MonkeyPat
     out = io.StringIO()
     Console(file=out, force_terminal=True).print(render_record(record))
     assert "\x1b[31m" not in out.getvalue() and "\x1b[1;31m" not in out.getvalue()
+
+
+def test_a_huge_trace_shows_its_first_and_last_lines() -> None:
+    records = [
+        r for n in range(1000) if (r := parse_line(line(n / 1000, cid=CID_A, message=f"step {n}")))
+    ]
+    shown = _on_colour_terminal(render_trace(build_trace(records, CID_A)))
+    assert "step 199" in shown and "step 800" in shown
+    assert "step 200" not in shown and "step 799" not in shown
+    assert "600 more lines (obsctl trace ID --json prints them all)" in shown
