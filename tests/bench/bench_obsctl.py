@@ -1,6 +1,7 @@
 """obsctl over log files against grep, ripgrep, jq, lnav and a grep|jq|sort|uniq pipeline.
 
-Whole processes are timed (start-up included) with hyperfine, page cache warm, in rounds that
+Whole processes are timed (start-up included) with hyperfine, page cache warm, output through a
+pipe (GNU grep stops at the first match when its output is /dev/null), in rounds that
 alternate the order of the commands; the table shows the median wall time of every run, the peak
 RSS of the largest process (``/usr/bin/time``), and the ratios the issue sets as budgets.
 
@@ -145,7 +146,8 @@ def _hyperfine(command: str, runs: int, warmup: int) -> list[float]:
     with tempfile.NamedTemporaryFile(suffix=".json") as report:
         subprocess.run(
             [
-                *("hyperfine", "--style", "none", "-w", str(warmup), "-r", str(runs), "-i"),
+                *("hyperfine", "--style", "none", "--output", "pipe", "-i"),
+                *("-w", str(warmup), "-r", str(runs)),
                 *("--export-json", report.name, command),
             ],
             check=True,
@@ -160,7 +162,7 @@ def _peak_rss_mb(command: str) -> float | None:
     if not time_bin.exists():
         return None
     done = subprocess.run(
-        [str(time_bin), "-f", "%M", "bash", "-c", f"{command} > /dev/null"],
+        [str(time_bin), "-f", "%M", "bash", "-c", f"{command} | cat > /dev/null"],
         capture_output=True,
         text=True,
         check=False,
