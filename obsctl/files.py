@@ -527,6 +527,14 @@ def _frame(
         view.release()
 
 
+def _looks_like_json_lines(head: bytes) -> bool:
+    """A file is read as JSON lines when one of its first lines is an object (a damaged first
+    line must not hide the rest); text files, binaries and CSVs are skipped and reported."""
+    lines = [line.strip(b"\x00 \t\r") for line in head.split(b"\n")[:50]]
+    lines = [line for line in lines if line]
+    return not lines or any(line.startswith(b"{") for line in lines)
+
+
 def _quiet(raw: IO[bytes]) -> bool:
     import time
 
@@ -581,8 +589,7 @@ def iter_blocks(
             if first and start == 0:
                 first = False
                 buf, lo, hi, _ = block
-                head = buf[lo : min(hi, lo + 64)].lstrip(b"\x00 \t\r\n")
-                if head and not head.startswith(b"{"):
+                if not _looks_like_json_lines(bytes(buf[lo : min(hi, lo + (64 << 10))])):
                     damage.file("not a JSON log file", source)
                     return
             yield block

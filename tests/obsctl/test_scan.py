@@ -6,6 +6,8 @@ import gzip
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from obsctl import files, scan
 from obsctl.analyse import RecordFilter
@@ -114,3 +116,32 @@ def test_backwards_reading_matches_forward_reading(tmp_path: Path, tiny_blocks: 
     assert damage.summary() == (
         "skipped 1 oversized line in a.jsonl, 1 incomplete final line in a.jsonl"
     )
+
+
+GOOD = [
+    line(1.0, "ERROR", CIDS[0], "boom", internal_code=7),
+    access(1.1, CIDS[0], "GET", "/x", "/x", 500, 1.0),
+    line(1.2, "INFO", CIDS[1], "fine"),
+]
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.lists(st.one_of(st.sampled_from(GOOD), st.binary(max_size=120)), max_size=40))
+def test_byte_soup_files_never_break_a_scan(tmp_path: Path, pieces: list[bytes]) -> None:
+    path = tmp_path / "soup.jsonl"
+    path.write_bytes(b"".join(pieces))
+    logs = expand_paths([str(path)], default_dir="x")
+    damage = Damage()
+    errors = scan.collect_errors(logs, by="internal_code", since=None, until=None, damage=damage)
+    report = errors.report(now=0.0)
+    records = scan.find_trace_records(logs, CIDS[0], damage)
+    tail = scan.last_records(logs, 1000, RecordFilter(), damage)
+    data = b"".join(pieces)
+    complete = data.split(b"\n")[:-1]  # the part after the last newline is never counted
+    intact = sum(1 for raw in complete if raw == GOOD[0].rstrip(b"\n"))
+    candidates = sum(1 for raw in complete if b'"level":"ERROR"' in raw)
+    assert intact <= report.total <= candidates
+    assert len(records) <= sum(1 for raw in complete if CIDS[0].encode() in raw)
+    assert len(tail) <= len(complete)
