@@ -177,6 +177,12 @@ def main(argv: list[str] | None = None) -> int:
     except ObsctlError as exc:
         sys.stderr.write(f"obsctl: {exc.one_line()}\n")
         return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # `obsctl tail | head`: the reader has what it wanted
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
     return 0
 
 
