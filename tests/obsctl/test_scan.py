@@ -24,6 +24,16 @@ def reading(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
     return str(request.param)
 
 
+@pytest.fixture(autouse=True, params=["stringzilla", "bytes.find"])
+def search(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """...and with both substring searches: stringzilla's SIMD one and the fallback."""
+    if request.param == "bytes.find":
+        monkeypatch.setattr(scan, "_stringzilla", lambda: None)
+    else:
+        assert scan._stringzilla() is not None, "stringzilla is a dependency of obsctl"
+    return str(request.param)
+
+
 CIDS = [f"{n:032x}" for n in range(1, 400)]
 
 
