@@ -429,8 +429,13 @@ def _key_of(
     return status if status is not None or access is None else _status(access)
 
 
-def _text(value: object) -> str | None:
-    return value[:500] if isinstance(value, str) else None
+def _count(counter: Counter[Any], value: object) -> None:
+    """One more ``value`` (bounded: past _MAX_DISTINCT values, only known ones are counted)."""
+    if value is not None and value != "" and (value in counter or len(counter) < _MAX_DISTINCT):
+        counter[value] += 1
+
+
+_ERROR_LEVELS = frozenset({"ERROR", "CRITICAL"})
 
 
 def route_of(record: Record) -> str | None:
@@ -529,7 +534,7 @@ class ErrorAccumulator:
         ``access`` is its request's access line, where the route and status come from when the
         error line itself has none."""
         level = data.get("level")
-        if not isinstance(level, str) or level_rank(level) < 40:
+        if level not in _ERROR_LEVELS and (not isinstance(level, str) or level_rank(level) < 40):
             return False
         if self.since is not None or self.until is not None:
             if epoch is None:
@@ -555,21 +560,22 @@ class ErrorAccumulator:
                 state.last = (ts, epoch, cid)
         elif state.last[2] is None:
             state.last = (ts, 0.0, cid)
-        values: tuple[tuple[Counter[Any], Any], ...] = (
-            (state.statuses, _status(data) or (_status(access) if access else None)),
-            (state.external, data.get("external_message")),
-            (state.internal, _text(data.get("internal_message") or data.get("message"))),
-            (state.routes, _route(data) or (_route(access) if access else None)),
-            (state.exceptions, _exception_type(data)),
-            (state.codes, _as_code(data.get("internal_code"))),
-        )
-        for counter, value in values:
-            if (
-                value is not None
-                and value != ""
-                and (value in counter or len(counter) < _MAX_DISTINCT)
-            ):
-                counter[value] += 1
+        status = data.get("http_code")
+        if type(status) is not int:
+            status = _status(data)
+            if status is None and access is not None:
+                status = _status(access)
+        route = _route(data)
+        if route is None and access is not None:
+            route = _route(access)
+        internal = data.get("internal_message") or data.get("message")
+        code = data.get("internal_code")
+        _count(state.statuses, status)
+        _count(state.external, data.get("external_message"))
+        _count(state.internal, internal[:500] if isinstance(internal, str) else None)
+        _count(state.routes, route)
+        _count(state.exceptions, _exception_type(data))
+        _count(state.codes, code if type(code) is int else _as_code(code))
         return True
 
     def merge(self, other: ErrorAccumulator) -> None:
