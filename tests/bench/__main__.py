@@ -12,12 +12,17 @@ import tests.bench as package
 
 def main(argv: list[str]) -> int:
     names = sorted(
-        info.name for info in pkgutil.iter_modules(package.__path__) if info.name.startswith("bench_")
+        info.name
+        for info in pkgutil.iter_modules(package.__path__)
+        if info.name.startswith("bench_")
     )
     wanted = [n if n.startswith("bench_") else f"bench_{n}" for n in argv] or names
     unknown = sorted(set(wanted) - set(names))
     if unknown:
-        print(f"unknown benchmark(s): {', '.join(unknown)}; known: {', '.join(names)}", file=sys.stderr)
+        print(
+            f"unknown benchmark(s): {', '.join(unknown)}; known: {', '.join(names)}",
+            file=sys.stderr,
+        )
         return 2
     for name in wanted:
         print(f"\n=== {name} ===", flush=True)

@@ -2,8 +2,9 @@
 
 1. Requests per second through uvicorn (one worker, wrk on loopback) of an endpoint that logs
    one line, success path (200) and error path (409 from a domain error): bare FastAPI (no
-   logging), foundation's stack (metrics off, then everything on), and the stack people assemble today (asgi-correlation-id +
-   pure ASGI access log + Loguru ``serialize=True``). Variants alternate; medians of rounds.
+   logging), foundation's stack (metrics off, then everything on), and the stack people
+   assemble today (asgi-correlation-id + pure ASGI access log + Loguru ``serialize=True``).
+   Variants alternate; medians of rounds.
 2. JSON records per second written to a file (stdout off): foundation's renderer against
    Loguru's own ``serialize=True``, alternated, medians.
 
