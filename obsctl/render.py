@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from rich.console import Group, RenderableType
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -274,29 +274,67 @@ def _short_time(ts: str) -> str:
 
 
 def render_error_report(report: ErrorReport, *, limit: int | None = None) -> RenderableType:
-    """The ranked table of error groups, with the window and totals as its caption."""
+    """The ranked table of error groups, with the window and totals as its caption.
+
+    The table is laid out for the width it is rendered at: on a narrow terminal the columns
+    that matter least in triage (first/last seen, trend, routes) give way, and the sample ID is
+    cut to the 12 characters ``obsctl trace`` accepts as a prefix, so that the code, count,
+    share, status and message always stay readable.
+    """
+    return _ErrorTable(report, limit)
+
+
+class _ErrorTable:
+    def __init__(self, report: ErrorReport, limit: int | None) -> None:
+        self.report = report
+        self.limit = limit
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield _error_table(self.report, self.limit, options.max_width)
+
+
+# Widths below which a column is left out of the errors table.
+_WIDTH_FOR_SEEN = 150
+_WIDTH_FOR_TREND = 110
+_WIDTH_FOR_ROUTES = 90
+_SHORT_ID = 12
+
+
+def _error_table(report: ErrorReport, limit: int | None, width: int) -> RenderableType:
     label = {"internal_code": "code", "route": "route", "exception": "exception", "status": "HTTP"}
+    show_seen = width >= _WIDTH_FOR_SEEN
+    show_trend = width >= _WIDTH_FOR_TREND
+    show_routes = report.by != "route" and width >= _WIDTH_FOR_ROUTES
     table = Table(
         title=f"errors by {GROUP_FIELDS[report.by] if report.by != 'status' else 'status'}",
         title_justify="left",
         caption=(
             f"{report.total} errors, {_time(report.window_start)[:19]} → "
-            f"{_time(report.window_end)[:19]} UTC; trend in {len(_trend_of(report))} buckets "
-            f"of {_bucket(report.bucket_seconds)}"
+            f"{_time(report.window_end)[:19]} UTC"
+            + (
+                f"; trend in {len(_trend_of(report))} buckets of {_bucket(report.bucket_seconds)}"
+                if show_trend
+                else ""
+            )
         ),
         caption_justify="left",
     )
-    table.add_column(label[report.by], no_wrap=report.by != "route", overflow="fold")
-    table.add_column("count", justify="right")
-    table.add_column("share", justify="right")
+    key_width = 5 if report.by in ("internal_code", "status") else None
+    table.add_column(
+        label[report.by], no_wrap=report.by != "route", overflow="fold", min_width=key_width
+    )
+    table.add_column("count", justify="right", no_wrap=True, min_width=5)
+    table.add_column("share", justify="right", no_wrap=True, min_width=5)
     if report.by != "status":
-        table.add_column("HTTP", justify="right")
-    table.add_column("message", overflow="fold", ratio=3)
-    if report.by != "route":
-        table.add_column("routes", overflow="fold", ratio=2)
-    table.add_column("first / last seen", no_wrap=True)
-    table.add_column("trend", no_wrap=True)
-    table.add_column("sample correlation ID", no_wrap=True)
+        table.add_column("HTTP", justify="right", no_wrap=True, min_width=4)
+    table.add_column("message", overflow="fold", ratio=3, min_width=16)
+    if show_routes:
+        table.add_column("routes", overflow="fold", ratio=2, min_width=12)
+    if show_seen:
+        table.add_column("first / last seen", no_wrap=True)
+    if show_trend:
+        table.add_column("trend", no_wrap=True)
+    table.add_column("sample correlation ID" if show_seen else "sample ID", no_wrap=True)
     groups = report.groups if limit is None else report.groups[:limit]
     for group in groups:
         key = "(none)" if group.key is None else escape(group.key, limit=200)
@@ -313,14 +351,17 @@ def render_error_report(report: ErrorReport, *, limit: int | None = None) -> Ren
         if report.by != "status":
             cells.append(Text(", ".join(str(code) for code, _ in group.http_codes[:3])))
         cells.append(message)
-        if report.by != "route":
+        if show_routes:
             routes = [f"{escape(r, limit=120)} ×{n}" for r, n in group.routes[:3]]
             if len(group.routes) > 3:
                 routes.append(f"+{len(group.routes) - 3} more")
             cells.append(Text("\n".join(routes)))
-        cells.append(Text(f"{_short_time(group.first_seen)}\n{_short_time(group.last_seen)}"))
-        cells.append(Text(_spark(group.trend), style="red"))
-        cells.append(Text(escape(group.sample_correlation_id or "-", limit=80)))
+        if show_seen:
+            cells.append(Text(f"{_short_time(group.first_seen)}\n{_short_time(group.last_seen)}"))
+        if show_trend:
+            cells.append(Text(_spark(group.trend), style="red"))
+        sample = escape(group.sample_correlation_id or "-", limit=80)
+        cells.append(Text(sample if show_seen else sample[:_SHORT_ID]))
         table.add_row(*cells)
     if limit is not None and len(report.groups) > limit:
         rest = sum(g.count for g in report.groups[limit:])
