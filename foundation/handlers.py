@@ -220,7 +220,11 @@ def _log_unhandled(exc: BaseException) -> None:
         "ERROR",
         f"Unhandled {type(exc).__name__}",
         __name__,
-        {"internal_code": AppException.internal_code, "http_code": 500},
+        {
+            "internal_code": AppException.internal_code,
+            "http_code": 500,
+            "external_message": INTERNAL_ERROR_MESSAGE,
+        },
         exception=exc,
         with_traceback=True,
     )

@@ -8,7 +8,6 @@ move the cursor, recolour, retitle or reorder the terminal of the person reading
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -129,7 +128,7 @@ def _traceback(exc: dict[str, Any] | None) -> Text | None:
 
 def render_trace(trace: Trace) -> RenderableType:
     """The summary panel (with the plain-words sentence), then the timeline, then tracebacks."""
-    return Group(_summary_panel(trace), _timeline_table(trace.timeline), *_traceback_panels(trace))
+    return Group(_summary_panel(trace), _timeline_table(trace), *_traceback_panels(trace))
 
 
 def _summary_panel(trace: Trace) -> Panel:
@@ -191,22 +190,24 @@ _TIMELINE_EDGE = 200
 _MAX_TRACEBACKS = 5
 
 
-def _timeline_table(entries: Iterable[TimelineEntry]) -> Table:
+def _timeline_table(trace: Trace) -> Table:
     table = Table(title="timeline", title_justify="left", expand=False, show_lines=False)
     table.add_column("offset", justify="right", no_wrap=True)
     table.add_column("level", no_wrap=True)
     table.add_column("logger", overflow="fold")
     table.add_column("message", overflow="fold")
-    rows: list[TimelineEntry | None] = list(entries)
+    count = len(trace.records)
+    indices: list[int | None] = list(range(count))
     hidden = 0
-    if len(rows) > 2 * _TIMELINE_EDGE:
-        hidden = len(rows) - 2 * _TIMELINE_EDGE
-        rows = [*rows[:_TIMELINE_EDGE], None, *rows[-_TIMELINE_EDGE:]]
-    for entry in rows:
-        if entry is None:
+    if count > 2 * _TIMELINE_EDGE:
+        hidden = count - 2 * _TIMELINE_EDGE
+        indices = [*range(_TIMELINE_EDGE), None, *range(count - _TIMELINE_EDGE, count)]
+    for index in indices:
+        if index is None:
             note = f"… {hidden} more lines (obsctl trace ID --json prints them all) …"
             table.add_row(Text(""), Text(""), Text(""), Text(note, style="dim"))
             continue
+        entry = trace.entry(index)
         table.add_row(
             Text(_ms(entry.offset_ms)),
             _level(entry.record.level),
@@ -230,15 +231,17 @@ def _message_cell(record: Record, extras: dict[str, Any]) -> Text:
 
 def _traceback_panels(trace: Trace) -> list[Panel]:
     panels: list[Panel] = []
-    for entry in trace.timeline:
+    for index, record in enumerate(trace.records):
         if len(panels) == _MAX_TRACEBACKS:
             break
-        tb = _traceback(entry.record.exception)
+        if "exception" not in record.data:
+            continue
+        tb = _traceback(record.exception)
         if tb is not None:
             panels.append(
                 Panel(
                     tb,
-                    title=Text(f"traceback at {_ms(entry.offset_ms)}"),
+                    title=Text(f"traceback at {_ms(trace.entry(index).offset_ms)}"),
                     title_align="left",
                     border_style="red",
                     expand=False,
@@ -378,6 +381,10 @@ def _trend_of(report: ErrorReport) -> tuple[int, ...]:
 
 
 def _bucket(seconds: float) -> str:
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 10:
+        return f"{seconds:.1f} s"
     if seconds < 120:
         return f"{seconds:.0f} s"
     if seconds < 7200:
