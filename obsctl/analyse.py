@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -142,8 +142,8 @@ def resolve_id(records: Iterable[Record], query: str) -> list[str]:
     """
     found: set[str] = set()
     for record in records:
-        cid = record.correlation_id
-        if cid is not None and cid.startswith(query):
+        cid = record.data.get("correlation_id")
+        if cid.__class__ is str and cid and cid.startswith(query):
             found.add(cid)
     if query in found:
         return [query]
@@ -253,29 +253,61 @@ class TimelineEntry:
 
 @dataclass(frozen=True, slots=True)
 class Trace:
+    """A request's summary and its records in time order.
+
+    Timeline entries (offsets from the first record) are made on demand: ``--json`` prints the
+    records as they are and a long text timeline shows only its edges, so computing every
+    offset of a 50,000-line request up front would be work nobody sees.
+    """
+
     summary: TraceSummary
-    timeline: tuple[TimelineEntry, ...]
+    records: tuple[Record, ...]
+    base_epoch: float | None = None
+
+    def entry(self, index: int) -> TimelineEntry:
+        """The timeline entry of ``records[index]``."""
+        record = self.records[index]
+        base = self.base_epoch
+        epoch = record.epoch if base is not None else None
+        offset = None if base is None or epoch is None else round((epoch - base) * 1000, 3)
+        return TimelineEntry(offset, record)
+
+    @property
+    def timeline(self) -> tuple[TimelineEntry, ...]:
+        """Every record as a timeline entry, in time order."""
+        return tuple(self.entry(index) for index in range(len(self.records)))
+
+
+def _time_key(record: Record) -> tuple[str, int]:
+    ts = record.data.get("ts")
+    return (ts if ts.__class__ is str else "", record.seq)
 
 
 def order_records(records: Iterable[Record]) -> list[Record]:
     """Records in time order; the same line found in two files (a copy) is kept once."""
-    ordered = sorted(records, key=lambda r: (r.ts, r.seq))
+    ordered = sorted(records, key=_time_key)
     result: list[Record] = []
-    seen: set[tuple[str, bytes]] = set()
+    append = result.append
+    # The time is part of the raw line, so equal raw lines are the same record.
+    seen: set[bytes] = set()
+    remember = seen.add
     for record in ordered:
-        key = (record.ts, record.raw)
-        if record.raw and key in seen:
-            continue
-        seen.add(key)
-        result.append(record)
+        raw = record.raw
+        if raw:
+            if raw in seen:
+                continue
+            remember(raw)
+        append(record)
     return result
 
 
-def _first(records: Sequence[Record], key: str) -> Any:
+def _first(records: Iterable[Record], key: str) -> Any:
     for record in records:
-        value = record.data.get(key)
-        if value is not None and value != "":
-            return value
+        data = record.data
+        if key in data:  # most records lack the key: one lookup is all they cost
+            value = data[key]
+            if value is not None and value != "":
+                return value
     return None
 
 
@@ -286,23 +318,39 @@ def _num(value: object) -> float | None:
 
 
 def build_trace(records: Iterable[Record], correlation_id: str) -> Trace:
-    """The summary and time-ordered timeline of the records of ``correlation_id``."""
-    mine = order_records(r for r in records if r.correlation_id == correlation_id)
+    """The summary and time-ordered records of ``correlation_id``.
+
+    One pass over the records picks the access lines, the error lines, the worst level and the
+    sources; everything else is read from those few records.
+    """
+    mine = order_records(r for r in records if r.data.get("correlation_id") == correlation_id)
     if not mine:
         raise ValueError(f"no record has correlation_id {correlation_id!r}")
-    access = [r for r in mine if r.message == ACCESS_MESSAGE and r.status is not None]
+    access: list[Record] = []
+    errors: list[Record] = []
+    sources: dict[str, None] = {}
+    worst, worst_rank = mine[0], -1
+    levels = _LEVELS
+    for record in mine:
+        data = record.data
+        level = data.get("level")
+        rank = levels.get(level) if level.__class__ is str else None
+        if rank is None:
+            rank = level_rank(record.level)
+        if rank > worst_rank:
+            worst, worst_rank = record, rank
+        if data.get("message") == ACCESS_MESSAGE and record.status is not None:
+            access.append(record)
+        if ("internal_code" in data or "exception" in data) and (
+            record.internal_code is not None or record.exception is not None
+        ):
+            errors.append(record)
+        source = record.source
+        if source and source not in sources:
+            sources[source] = None
     access_rec = access[-1] if access else None
-    errors = [r for r in mine if r.internal_code is not None or r.exception is not None]
     error_rec = max(errors, key=lambda r: level_rank(r.level)) if errors else None
-    worst = max(mine, key=lambda r: level_rank(r.level)).level
     exc = error_rec.exception if error_rec is not None else None
-    base = mine[0].epoch
-    timeline = tuple(
-        TimelineEntry(
-            None if base is None or r.epoch is None else round((r.epoch - base) * 1000, 3), r
-        )
-        for r in mine
-    )
     status = access_rec.status if access_rec is not None else None
     duration = _num(access_rec.data.get("duration_ms")) if access_rec is not None else None
     internal_msg = None
@@ -313,14 +361,14 @@ def build_trace(records: Iterable[Record], correlation_id: str) -> Trace:
         first_ts=mine[0].ts,
         last_ts=mine[-1].ts,
         lines=len(mine),
-        sources=tuple(dict.fromkeys(r.source for r in mine if r.source)),
+        sources=tuple(sources),
         service=_str_or_none(_first(mine, "service")),
         method=_str_or_none(_first(mine, "method")),
         path=_str_or_none(_first(mine, "path")),
         route=_str_or_none(_first(mine, "route")),
         status=status,
         duration_ms=duration,
-        worst_level=worst,
+        worst_level=worst.level,
         internal_code=error_rec.internal_code if error_rec is not None else None,
         http_code=error_rec.http_code if error_rec is not None else None,
         external_message=_str_or_none(_first(mine, "external_message")),
@@ -328,7 +376,7 @@ def build_trace(records: Iterable[Record], correlation_id: str) -> Trace:
         exception_type=_str_or_none(exc.get("type")) if exc else None,
         exception_value=_str_or_none(exc.get("value")) if exc else None,
     )
-    return Trace(summary, timeline)
+    return Trace(summary, tuple(mine), mine[0].epoch)
 
 
 def _str_or_none(value: object) -> str | None:

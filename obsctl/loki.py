@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 from obsctl.errors import BackendMalformed, BackendRejected
@@ -30,8 +31,10 @@ _CAP = re.compile(
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class LogEntry:
+    """One Loki entry (not frozen: creating a frozen dataclass per line costs twice as much)."""
+
     ts: int
     labels: dict[str, str]
     line: str
@@ -101,7 +104,8 @@ class LokiClient:
         if any(not isinstance(e.line, str) for e in entries):
             raise self._malformed("a log line is not a string")
         # Streams come grouped per label set; the global order is by time in `direction`.
-        entries.sort(key=lambda e: e.ts, reverse=direction == "backward")
+        if len(data["result"]) > 1:
+            entries.sort(key=_entry_ts, reverse=direction == "backward")
         return entries, warnings
 
     def entries(
@@ -221,6 +225,9 @@ class LokiClient:
             f"malformed response from Loki at {self.url}: {why}",
             hint="check that the URL points at Loki's HTTP API",
         )
+
+
+_entry_ts = attrgetter("ts")
 
 
 def _server_cap(message: str) -> int | None:

@@ -55,15 +55,26 @@ def json_lines(lines: Iterable[bytes]) -> int:
     """Write JSON lines to stdout; a closed pipe (``| head``) ends quietly. Returns the count."""
     out = sys.stdout.buffer
     count = 0
+    batch: list[bytes] = []
     try:
+        # Written in batches: stdout may be unbuffered (python -u, PYTHONUNBUFFERED), and one
+        # write per line is then one system call per line.
         for line in lines:
-            out.write(line)
-            out.write(b"\n")
-            count += 1
+            batch.append(line)
+            if len(batch) == _JSON_BATCH:
+                out.write(b"\n".join(batch) + b"\n")
+                count += len(batch)
+                batch.clear()
+        if batch:
+            out.write(b"\n".join(batch) + b"\n")
+            count += len(batch)
         out.flush()
     except BrokenPipeError:
         _silence_stdout()
     return count
+
+
+_JSON_BATCH = 512
 
 
 def _silence_stdout() -> None:
