@@ -54,13 +54,19 @@ def trace(
 def _without_cycle_collection() -> Iterator[None]:
     """Reading a request's lines makes tens of thousands of long-lived dicts and records and no
     reference cycles; the cyclic GC would walk them again and again (a third of a 50,000-line
-    trace's time) to free nothing. Reference counting still frees everything as usual."""
+    trace's time) to free nothing. Reference counting still frees everything as usual.
+
+    On the way out, freeze + unfreeze files every object made meanwhile with the old ones:
+    otherwise the first allocation after ``enable`` walks them all as one huge young generation.
+    """
     enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
         if enabled:
+            gc.freeze()
+            gc.unfreeze()
             gc.enable()
 
 
@@ -78,9 +84,29 @@ def _trace(
     json_out: bool,
     follower: Follower | None,
 ) -> None:
+    with _without_cycle_collection():
+        records, ids, first_epoch = _show_trace(settings, query, paths, json_out=json_out)
+    if not ids and follower is None:
+        raise NothingMatched(
+            f"no log line has correlation ID {query!r}",
+            hint="check the ID, or give the PATH of the logs that hold it",
+        )
+    if not ids:
+        output.notice(f"no line of {query!r} yet; waiting for new ones (Ctrl-C to stop)")
+    if follower is not None:
+        wanted = ids[0] if ids else query
+        shown = {(r.ts, r.raw) for r in records}
+        _follow_trace(follower, wanted, first_epoch, shown, json_out=json_out)
+
+
+def _show_trace(
+    settings: Settings, query: str, paths: Sequence[str], *, json_out: bool
+) -> tuple[list[Record], list[str], float | None]:
+    """Find, analyse and print the request; return its records, the matching IDs (none when
+    nothing matched) and the time of its first line."""
     damage = Damage()
     total = sources.file_bytes(settings, paths) if not settings.loki_url else 0
-    with _without_cycle_collection(), output.progress_bar(total, "searching") as progress:
+    with output.progress_bar(total, "searching") as progress:
         records = sources.trace_records(settings, query, paths, damage, progress=progress)
     output.report_damage(damage)
     ids = analyse.resolve_id(records, query)
@@ -90,26 +116,14 @@ def _trace(
             f"ID prefix {query!r} matches {len(ids)} requests: {listed}",
             hint="give more characters of the ID",
         )
-    if not ids and follower is None:
-        raise NothingMatched(
-            f"no log line has correlation ID {query!r}",
-            hint="check the ID, or give the PATH of the logs that hold it",
-        )
-    first_epoch: float | None = None
-    if ids:
-        with _without_cycle_collection():
-            result = analyse.build_trace(records, ids[0])
-        first_epoch = result.base_epoch
-        if json_out:
-            output.json_lines(record.json_bytes() for record in result.records)
-        else:
-            output.show(_render_trace(result))
+    if not ids:
+        return records, ids, None
+    result = analyse.build_trace(records, ids[0])
+    if json_out:
+        output.json_lines(record.json_bytes() for record in result.records)
     else:
-        output.notice(f"no line of {query!r} yet; waiting for new ones (Ctrl-C to stop)")
-    if follower is not None:
-        wanted = ids[0] if ids else query
-        shown = {(r.ts, r.raw) for r in records}
-        _follow_trace(follower, wanted, first_epoch, shown, json_out=json_out)
+        output.show(_render_trace(result))
+    return records, ids, result.base_epoch
 
 
 def _render_trace(result: analyse.Trace) -> RenderableType:

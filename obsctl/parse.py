@@ -65,6 +65,8 @@ NOT_RECORD = "not a log record"
 NUL = "NUL-filled"
 
 _NONSTANDARD_TOKENS = (b"NaN", b"Infinity")
+_loads = orjson.loads
+_JSONDecodeError = orjson.JSONDecodeError
 
 
 @dataclass(slots=True)
@@ -293,10 +295,14 @@ def parse_line_checked(
         return None, None
     if len(line) > MAX_LINE_BYTES:
         return None, "oversized"
-    loaded = _load(line)
-    if isinstance(loaded, str):
-        return None, loaded
-    doc, strict = loaded
+    try:  # the common case inline: one strict JSON object
+        doc: object = _loads(line)
+        strict = True
+    except _JSONDecodeError:
+        loaded = _load(line)
+        if isinstance(loaded, str):
+            return None, loaded
+        doc, strict = loaded
     if not isinstance(doc, dict):
         return None, NOT_RECORD
     if "record" in doc and "text" in doc and isinstance(doc["record"], dict):
