@@ -263,6 +263,8 @@ class Trace:
     summary: TraceSummary
     records: tuple[Record, ...]
     base_epoch: float | None = None
+    #: Indices of the records that carry an ``exception`` object (their tracebacks are shown).
+    exception_indices: tuple[int, ...] = ()
 
     def entry(self, index: int) -> TimelineEntry:
         """The timeline entry of ``records[index]``."""
@@ -331,7 +333,8 @@ def build_trace(records: Iterable[Record], correlation_id: str) -> Trace:
     sources: dict[str, None] = {}
     worst, worst_rank = mine[0], -1
     levels = _LEVELS
-    for record in mine:
+    with_exception: list[int] = []
+    for index, record in enumerate(mine):
         data = record.data
         level = data.get("level")
         rank = levels.get(level) if level.__class__ is str else None
@@ -341,9 +344,10 @@ def build_trace(records: Iterable[Record], correlation_id: str) -> Trace:
             worst, worst_rank = record, rank
         if data.get("message") == ACCESS_MESSAGE and record.status is not None:
             access.append(record)
-        if ("internal_code" in data or "exception" in data) and (
-            record.internal_code is not None or record.exception is not None
-        ):
+        if "exception" in data and record.exception is not None:
+            with_exception.append(index)
+            errors.append(record)
+        elif "internal_code" in data and record.internal_code is not None:
             errors.append(record)
         source = record.source
         if source and source not in sources:
@@ -376,7 +380,7 @@ def build_trace(records: Iterable[Record], correlation_id: str) -> Trace:
         exception_type=_str_or_none(exc.get("type")) if exc else None,
         exception_value=_str_or_none(exc.get("value")) if exc else None,
     )
-    return Trace(summary, tuple(mine), mine[0].epoch)
+    return Trace(summary, tuple(mine), mine[0].epoch, tuple(with_exception))
 
 
 def _str_or_none(value: object) -> str | None:

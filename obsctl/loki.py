@@ -101,11 +101,10 @@ class LokiClient:
             ]
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise self._malformed(f"unexpected stream shape ({exc})") from exc
-        if any(not isinstance(e.line, str) for e in entries):
+        if not set(map(type, map(_entry_line, entries))) <= {str}:
             raise self._malformed("a log line is not a string")
         # Streams come grouped per label set; the global order is by time in `direction`.
-        if len(data["result"]) > 1:
-            entries.sort(key=_entry_ts, reverse=direction == "backward")
+        entries.sort(key=_entry_ts, reverse=direction == "backward")
         return entries, warnings
 
     def entries(
@@ -151,22 +150,26 @@ class LokiClient:
                 continue
             report.pages += 1
             report.warnings.extend(w for w in warnings if w not in report.warnings)
-            fresh = 0
-            for entry in page:
-                if entry.ts == boundary_ts and entry.key() in seen:
-                    continue
-                fresh += 1
-                if remaining is not None:
-                    if remaining == 0:
-                        report.truncated = True
-                        return
-                    remaining -= 1
-                report.entries += 1
-                yield entry
+            # The page is in `direction` order, so the entries at the boundary timestamp (the
+            # only ones that can repeat the previous page) come first.
+            head = 0
+            while head < len(page) and page[head].ts == boundary_ts:
+                head += 1
+            fresh = [e for e in page[:head] if e.key() not in seen]
+            fresh += page[head:]
+            if remaining is not None:
+                if len(fresh) > remaining:
+                    report.entries += remaining
+                    report.truncated = True
+                    yield from fresh[:remaining]
+                    return
+                remaining -= len(fresh)
+            report.entries += len(fresh)
+            yield from fresh
             if len(page) < want:
                 return
             last = page[-1].ts
-            if fresh == 0:
+            if not fresh:
                 # A whole page inside one nanosecond, all seen: ask for a bigger page.
                 if want < self.max_limit:
                     boost *= 2
@@ -228,6 +231,7 @@ class LokiClient:
 
 
 _entry_ts = attrgetter("ts")
+_entry_line = attrgetter("line")
 
 
 def _server_cap(message: str) -> int | None:

@@ -231,12 +231,10 @@ def _message_cell(record: Record, extras: dict[str, Any]) -> Text:
 
 def _traceback_panels(trace: Trace) -> list[Panel]:
     panels: list[Panel] = []
-    for index, record in enumerate(trace.records):
+    for index in trace.exception_indices:
         if len(panels) == _MAX_TRACEBACKS:
             break
-        if "exception" not in record.data:
-            continue
-        tb = _traceback(record.exception)
+        tb = _traceback(trace.records[index].exception)
         if tb is not None:
             panels.append(
                 Panel(
