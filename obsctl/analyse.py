@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -27,6 +27,7 @@ __all__ = [
     "ACCESS_MESSAGE",
     "GROUP_FIELDS",
     "LEVEL_NAMES",
+    "DownstreamCall",
     "ErrorAccumulator",
     "ErrorGroup",
     "ErrorReport",
@@ -163,8 +164,49 @@ def check_prefix(query: str) -> None:
 
 
 @dataclass(frozen=True, slots=True)
+class DownstreamCall:
+    """A request the traced request made to another service (or itself) with the same ID: its
+    own access line, and the error code that service logged while answering, if any."""
+
+    service: str | None
+    method: str | None
+    path: str | None
+    route: str | None
+    status: int | None
+    duration_ms: float | None
+    internal_code: int | None = None
+
+    @property
+    def endpoint(self) -> str | None:
+        return _endpoint(self.method, self.path or self.route)
+
+    def describe(self) -> str:
+        """``payments: POST /charges answered 402 Payment Required after 0.8 ms (code 30201)``."""
+        who = f"{self.service}: " if self.service else ""
+        told = f"{who}{self.endpoint or 'a request'}"
+        if self.status is not None:
+            told += f" answered {_status_text(self.status)}"
+        if self.duration_ms is not None:
+            told += f" after {_ms(self.duration_ms)}"
+        if self.internal_code is not None:
+            told += f" (code {self.internal_code})"
+        return told
+
+
+def _endpoint(method: str | None, target: str | None) -> str | None:
+    if method and target:
+        return f"{method} {target}"
+    return target or method
+
+
+@dataclass(frozen=True, slots=True)
 class TraceSummary:
-    """What happened to one request, from its log records."""
+    """What happened to one request, from its log records.
+
+    With several access lines for the ID (one service calling another with the same ID), the
+    summary describes the outermost request, the one the client made; the others are its
+    ``calls``, in the order they started.
+    """
 
     correlation_id: str
     first_ts: str
@@ -184,13 +226,11 @@ class TraceSummary:
     internal_message: str | None = None
     exception_type: str | None = None
     exception_value: str | None = None
+    calls: tuple[DownstreamCall, ...] = ()
 
     @property
     def endpoint(self) -> str | None:
-        target = self.path or self.route
-        if self.method and target:
-            return f"{self.method} {target}"
-        return target or self.method
+        return _endpoint(self.method, self.path or self.route)
 
     def plain_words(self) -> str:
         """One sentence for support staff, e.g. "Request POST /orders answered 409 Conflict
@@ -205,7 +245,11 @@ class TraceSummary:
             if self.duration_ms is not None:
                 told += f" after {_ms(self.duration_ms)}"
         reason = self._reason(status)
-        return f"{told}: {reason}" if reason else f"{told}."
+        sentence = f"{told}: {reason}" if reason else f"{told}."
+        if self.calls:
+            called = "; ".join(call.describe() for call in self.calls)
+            sentence = f"{sentence.removesuffix('.')}; it called {called}."
+        return sentence
 
     def _reason(self, status: int | None) -> str:
         code = f" (code {self.internal_code})" if self.internal_code is not None else ""
@@ -319,6 +363,65 @@ def _num(value: object) -> float | None:
     return float(value)
 
 
+@dataclass(frozen=True, slots=True)
+class _Span:
+    """One access line as the time span of its request (epoch seconds, when known)."""
+
+    record: Record
+    start: float | None
+    end: float | None
+    duration_ms: float | None
+
+    @classmethod
+    def of(cls, record: Record) -> _Span:
+        end = record.epoch
+        duration = _num(record.data.get("duration_ms"))
+        start = end - duration / 1000 if end is not None and duration is not None else end
+        return cls(record, start, end, duration)
+
+    def order(self) -> tuple[bool, int, float]:
+        """Earliest start first; on a tie the longest (the caller outlives its callees).
+        Starts are compared in whole microseconds, the precision of the log's times."""
+        start = round(self.start * 1_000_000) if self.start is not None else 0
+        return (self.start is None, start, -(self.duration_ms or 0.0))
+
+    def holds(self, record: Record) -> bool:
+        """Whether ``record`` was logged by this request: same service, inside its span."""
+        if self.start is None or self.end is None:
+            return record is self.record
+        if record.data.get("service") != self.record.data.get("service"):
+            return False
+        epoch = record.epoch
+        return epoch is not None and self.start <= epoch <= self.end
+
+    def call(self, errors: Sequence[Record]) -> DownstreamCall:
+        mine = _worst([r for r in errors if self.holds(r)])
+        data = self.record.data
+        return DownstreamCall(
+            service=_str_or_none(data.get("service")),
+            method=_str_or_none(data.get("method")),
+            path=_str_or_none(data.get("path")),
+            route=_str_or_none(data.get("route")),
+            status=self.record.status,
+            duration_ms=self.duration_ms,
+            internal_code=mine.internal_code if mine is not None else None,
+        )
+
+
+def _worst(records: Sequence[Record]) -> Record | None:
+    """The first of the most severe records (None for none)."""
+    return max(records, key=lambda r: level_rank(r.level)) if records else None
+
+
+def _own(head: Record | None, records: Sequence[Record], key: str) -> Any:
+    """``key`` from the outermost access line, else from the first record that has it."""
+    if head is not None:
+        value = head.data.get(key)
+        if value is not None and value != "":
+            return value
+    return _first(records, key)
+
+
 def build_trace(records: Iterable[Record], correlation_id: str) -> Trace:
     """The summary and time-ordered records of ``correlation_id``.
 
@@ -352,33 +455,40 @@ def build_trace(records: Iterable[Record], correlation_id: str) -> Trace:
         source = record.source
         if source and source not in sources:
             sources[source] = None
-    access_rec = access[-1] if access else None
-    error_rec = max(errors, key=lambda r: level_rank(r.level)) if errors else None
+    requests = sorted((_Span.of(record) for record in access), key=_Span.order)
+    outer = requests[0] if requests else None
+    inner = requests[1:]
+    # What the inner requests logged describes them, not the request the client made.
+    own_errors = [r for r in errors if not any(span.holds(r) for span in inner)]
+    scope: Iterable[Record] = mine
+    if inner:  # lazily: the first record with the key usually comes early
+        scope = (r for r in mine if not any(span.holds(r) for span in inner))
+    error_rec = _worst(own_errors or errors)
     exc = error_rec.exception if error_rec is not None else None
-    status = access_rec.status if access_rec is not None else None
-    duration = _num(access_rec.data.get("duration_ms")) if access_rec is not None else None
     internal_msg = None
     if error_rec is not None:
         internal_msg = error_rec.data.get("internal_message") or error_rec.message or None
+    head = outer.record if outer is not None else None
     summary = TraceSummary(
         correlation_id=correlation_id,
         first_ts=mine[0].ts,
         last_ts=mine[-1].ts,
         lines=len(mine),
         sources=tuple(sources),
-        service=_str_or_none(_first(mine, "service")),
-        method=_str_or_none(_first(mine, "method")),
-        path=_str_or_none(_first(mine, "path")),
-        route=_str_or_none(_first(mine, "route")),
-        status=status,
-        duration_ms=duration,
+        service=_str_or_none(_own(head, mine, "service")),
+        method=_str_or_none(_own(head, mine, "method")),
+        path=_str_or_none(_own(head, mine, "path")),
+        route=_str_or_none(_own(head, mine, "route")),
+        status=head.status if head is not None else None,
+        duration_ms=outer.duration_ms if outer is not None else None,
         worst_level=worst.level,
         internal_code=error_rec.internal_code if error_rec is not None else None,
         http_code=error_rec.http_code if error_rec is not None else None,
-        external_message=_str_or_none(_first(mine, "external_message")),
+        external_message=_str_or_none(_first(scope, "external_message")),
         internal_message=_str_or_none(internal_msg),
         exception_type=_str_or_none(exc.get("type")) if exc else None,
         exception_value=_str_or_none(exc.get("value")) if exc else None,
+        calls=tuple(span.call(errors) for span in inner),
     )
     return Trace(summary, tuple(mine), mine[0].epoch, tuple(with_exception))
 

@@ -153,6 +153,8 @@ def _summary_panel(trace: Trace) -> Panel:
     if s.status is not None:
         took = f" in {_ms(s.duration_ms)[1:]}" if s.duration_ms is not None else ""
         row("status", Text(f"{s.status}{took}", style=_status_style(s.status)))
+    if s.calls:
+        row("calls", "\n".join(escape(call.describe(), limit=300) for call in s.calls[:20]))
     if s.internal_code is not None or s.http_code is not None:
         code = f"code {s.internal_code}" if s.internal_code is not None else "no code"
         http = f" (HTTP {s.http_code})" if s.http_code is not None else ""
