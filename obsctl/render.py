@@ -8,6 +8,7 @@ move the cursor, recolour, retitle or reorder the terminal of the person reading
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -112,15 +113,81 @@ def _exception_line(exc: dict[str, Any] | None) -> Text | None:
 
 
 def _traceback(exc: dict[str, Any] | None) -> Text | None:
+    """The traceback with runs of framework frames (installed packages, the standard library)
+    folded into one dimmed line: what is left is the application's own code."""
     if not exc:
         return None
     tb = exc.get("traceback")
     if not isinstance(tb, str) or not tb.strip():
         return None
-    lines = tb.rstrip("\n").split("\n")
+    lines = _fold_framework_frames(tb.rstrip("\n").split("\n"))
     if len(lines) > 60:
-        lines = [*lines[:20], f"… {len(lines) - 40} lines …", *lines[-20:]]
-    return Text("\n".join(escape(line, limit=400) for line in lines))
+        lines = [*lines[:20], _Folded(f"… {len(lines) - 40} lines …"), *lines[-20:]]
+    text = Text()
+    for index, line in enumerate(lines):
+        if index:
+            text.append("\n")
+        if isinstance(line, _Folded):  # its indent came from the log: escaped too
+            text.append(escape(line, limit=400), style="dim")
+        else:
+            text.append(escape(line, limit=400))
+    return text
+
+
+class _Folded(str):
+    """A line obsctl wrote in place of hidden ones (shown dimmed)."""
+
+    __slots__ = ()
+
+
+_FRAME = re.compile(r'^(\s*)File "([^"]*)", line \d+')
+# site-packages / dist-packages (pip, Debian), the standard library, frozen modules.
+_FRAMEWORK_PATH = re.compile(
+    r"[\\/](?:site|dist)-packages[\\/]|[\\/][Ll]ib[\\/]python\d[^\\/]*[\\/]|^<frozen "
+)
+
+
+def _fold_framework_frames(lines: list[str]) -> list[str]:
+    """Consecutive frames whose file is framework code → one ``… N framework frames …`` line.
+
+    A frame is its ``File "…", line N, in f`` line and the more-indented lines after it (the
+    source line, the ``^^^`` markers); every other line (the exception, "During handling of the
+    above exception…") is kept as is.
+    """
+    out: list[str] = []
+    hidden = 0
+    hidden_indent = ""
+
+    def flush() -> None:
+        nonlocal hidden
+        if hidden:
+            frames = "frame" if hidden == 1 else "frames"
+            out.append(_Folded(f"{hidden_indent}… {hidden} framework {frames} …"))
+            hidden = 0
+
+    index = 0
+    while index < len(lines):
+        match = _FRAME.match(lines[index])
+        if match is None:
+            flush()
+            out.append(lines[index])
+            index += 1
+            continue
+        indent = match.group(1)
+        end = index + 1
+        deeper = indent + " "
+        while end < len(lines) and lines[end].startswith(deeper) and not _FRAME.match(lines[end]):
+            end += 1
+        if _FRAMEWORK_PATH.search(match.group(2)):
+            if not hidden:
+                hidden_indent = indent
+            hidden += 1
+        else:
+            flush()
+            out.extend(lines[index:end])
+        index = end
+    flush()
+    return out
 
 
 # ---------------------------------------------------------------------------------------- trace

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import io
 import os
 import select
 import signal
@@ -225,3 +226,68 @@ def test_follow_prints_new_lines_of_the_request_as_they_are_written(tmp_path: Pa
                 proc.kill()
                 raise
     assert code == 0
+
+
+def _frame(path: str, line_no: int, function: str, source: str) -> str:
+    return f'  File "{path}", line {line_no}, in {function}\n    {source}\n'
+
+
+CRASH_TRACEBACK = (
+    "Traceback (most recent call last):\n"
+    + _frame("/srv/app/foundation/handlers.py", 266, "__call__", "await self.app(scope)")
+    + _frame("/usr/lib/python3.11/site-packages/starlette/routing.py", 683, "__call__", "await x()")
+    + _frame(
+        "/opt/venv/lib/python3.11/site-packages/fastapi/routing.py", 381, "run", "return await f()"
+    )
+    + _frame("/usr/lib/python3.11/asyncio/tasks.py", 10, "step", "coro.send(None)")
+    + _frame("/srv/app/shop/app.py", 268, "get_receipt", "vat = VAT_RATES[user.country]")
+    + "                ~~~~~~~~~^^^^^^^^^^^^^^\n"
+    + _frame("/usr/local/lib/python3.11/dist-packages/anyio/x.py", 5, "run", "return fn()")
+    + "KeyError: 'CH'\n"
+)
+
+
+def test_traceback_folds_framework_frames_and_json_keeps_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write(
+        tmp_path / "shop.jsonl",
+        app_error(
+            1.0, CID_A, 10500, 500, "Unhandled KeyError", "", "KeyError", traceback=CRASH_TRACEBACK
+        ),
+        access(1.003, CID_A, "GET", "/orders/45/receipt", "/orders/{order_id}/receipt", 500, 3.0),
+    )
+    code, out, _ = run(capsys, "trace", CID_A, str(tmp_path))
+    assert code == 0
+    panel = [text.strip("│ ").rstrip() for text in out[out.index("traceback at") :].splitlines()]
+    assert panel[1:-1] == [
+        "Traceback (most recent call last):",
+        'File "/srv/app/foundation/handlers.py", line 266, in __call__',
+        "await self.app(scope)",
+        "… 3 framework frames …",
+        'File "/srv/app/shop/app.py", line 268, in get_receipt',
+        "vat = VAT_RATES[user.country]",
+        "~~~~~~~~~^^^^^^^^^^^^^^",
+        "… 1 framework frame …",
+        "KeyError: 'CH'",
+    ]
+    assert "starlette" not in out and "site-packages" not in out
+    # --json prints the record exactly as logged, every frame included
+    code, out, _ = run(capsys, "trace", CID_A, str(tmp_path), "--json")
+    assert orjson.loads(out.splitlines()[0])["exception"]["traceback"] == CRASH_TRACEBACK
+
+
+def test_folded_frames_line_is_dimmed_on_a_colour_terminal(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from obsctl.analyse import build_trace
+    from obsctl.parse import parse_line
+    from obsctl.render import render_trace
+
+    raw = app_error(1.0, CID_A, 10500, 500, "boom", "", "KeyError", traceback=CRASH_TRACEBACK)
+    record = parse_line(raw)
+    assert record is not None
+    console = Console(force_terminal=True, color_system="standard", width=200, file=io.StringIO())
+    console.print(render_trace(build_trace([record], CID_A)))
+    shown = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "\x1b[2m  … 3 framework frames …\x1b[0m" in shown
