@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+import orjson
+
 from obsctl.errors import UsageError
 from obsctl.parse import Record, ts_to_epoch
 
@@ -505,6 +507,11 @@ def _str_or_none(value: object) -> str | None:
 _MAX_DISTINCT = 256
 
 
+_Columns = tuple[int | None, str | None, str | None, str | None, str | None, int | None]
+#: Distinct pending combinations per group before they are settled into the counters.
+_MAX_PENDING = 4096
+
+
 @dataclass(slots=True)
 class _GroupState:
     count: int = 0
@@ -517,8 +524,25 @@ class _GroupState:
     exceptions: Counter[str] = field(default_factory=Counter)
     codes: Counter[int] = field(default_factory=Counter)
     times: list[float] = field(default_factory=list)
+    #: (status, external, internal, route, exception, code) → count, not yet in the counters:
+    #: one dict update per error line instead of six bounded counter updates.
+    pending: dict[_Columns, int] = field(default_factory=dict)
+
+    def settle(self) -> None:
+        """Move the pending combinations into the six counters, in the order they first came
+        (so the bound keeps the same values as counting line by line would)."""
+        for (status, external, internal, route, exception, code), n in self.pending.items():
+            _count(self.statuses, status, n)
+            _count(self.external, external, n)
+            _count(self.internal, internal, n)
+            _count(self.routes, route, n)
+            _count(self.exceptions, exception, n)
+            _count(self.codes, code, n)
+        self.pending.clear()
 
     def merge(self, other: _GroupState) -> None:
+        self.settle()
+        other.settle()
         self.count += other.count
         if other.first[1] < self.first[1]:
             self.first = other.first
@@ -591,10 +615,10 @@ def _key_of(
     return status if status is not None or access is None else _status(access)
 
 
-def _count(counter: Counter[Any], value: object) -> None:
-    """One more ``value`` (bounded: past _MAX_DISTINCT values, only known ones are counted)."""
+def _count(counter: Counter[Any], value: object, n: int = 1) -> None:
+    """``n`` more ``value`` (bounded: past _MAX_DISTINCT values, only known ones are counted)."""
     if value is not None and value != "" and (value in counter or len(counter) < _MAX_DISTINCT):
-        counter[value] += 1
+        counter[value] += n
 
 
 _ERROR_LEVELS = frozenset({"ERROR", "CRITICAL"})
@@ -705,7 +729,10 @@ class ErrorAccumulator:
                 return False
             if self.until is not None and epoch >= self.until:
                 return False
-        key = _key_of(data, self.by, access)
+        code = data.get("internal_code")
+        if type(code) is not int:
+            code = _as_code(code)
+        key = code if self.by == "internal_code" else _key_of(data, self.by, access)
         state = self.groups.get(key)
         if state is None:
             state = self.groups[key] = _GroupState()
@@ -731,13 +758,21 @@ class ErrorAccumulator:
         if route is None and access is not None:
             route = _route(access)
         internal = data.get("internal_message") or data.get("message")
-        code = data.get("internal_code")
-        _count(state.statuses, status)
-        _count(state.external, data.get("external_message"))
-        _count(state.internal, internal[:500] if isinstance(internal, str) else None)
-        _count(state.routes, route)
-        _count(state.exceptions, _exception_type(data))
-        _count(state.codes, code if type(code) is int else _as_code(code))
+        external = data.get("external_message")
+        if external is not None and type(external) is not str:
+            external = _compact(external)  # a list or object would not even be hashable
+        columns = (
+            status,
+            external,
+            internal[:500] if type(internal) is str else None,
+            route,
+            _exception_type(data),
+            code,
+        )
+        pending = state.pending
+        pending[columns] = pending.get(columns, 0) + 1
+        if len(pending) > _MAX_PENDING:
+            state.settle()
         return True
 
     def merge(self, other: ErrorAccumulator) -> None:
@@ -751,6 +786,8 @@ class ErrorAccumulator:
     def report(self, *, now: float, buckets: int = 12) -> ErrorReport:
         """Groups sorted by count (then key); the trend covers ``since``..``until``/``now``, or
         the span of the data when no window was given."""
+        for state in self.groups.values():
+            state.settle()
         total = sum(s.count for s in self.groups.values())
         all_times = [t for s in self.groups.values() for t in (s.first[1], s.last[1])]
         finite = [t for t in all_times if t not in (float("inf"), float("-inf"))]
@@ -792,6 +829,10 @@ class ErrorAccumulator:
             window_end=epoch_to_ts(end),
             bucket_seconds=width,
         )
+
+
+def _compact(value: object) -> str:
+    return orjson.dumps(value, default=str).decode()
 
 
 def _top(counter: Counter[str]) -> str | None:

@@ -27,6 +27,8 @@ from obsctl.analyse import ACCESS_MESSAGE, ErrorAccumulator, RecordFilter, level
 from obsctl.files import Buffer, Damage, LogFile, expand_paths, iter_blocks
 from obsctl.parse import Record, parse_line_checked, ts_to_epoch
 
+_ERROR_LEVELS = frozenset({"ERROR", "CRITICAL"})
+
 __all__ = [
     "Follower",
     "Task",
@@ -426,7 +428,9 @@ class _ErrorWork:
                 add(data, epoch)
                 continue
             level = data.get("level")
-            if not isinstance(level, str) or level_rank(level) < 40:
+            if level not in _ERROR_LEVELS and (
+                not isinstance(level, str) or level_rank(level) < 40
+            ):
                 continue
             needle = cid.encode()
             later = min(hi, end + ACCESS_WINDOW)

@@ -201,3 +201,47 @@ def test_a_writer_with_spaced_separators_is_counted_too(
     code, out, _ = run(capsys, "errors", "top", str(tmp_path), "--json")
     assert code == 0
     assert [(r["internal_code"], r["count"]) for r in _json(out)] == [(9, 3)]
+
+
+def test_a_list_or_object_as_external_message_is_shown_not_a_crash(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write(
+        tmp_path / "odd.jsonl",
+        line(1.0, "ERROR", CIDS[0], "a", internal_code=7, external_message=["x", 1]),
+        line(2.0, "ERROR", CIDS[1], "b", internal_code=8, external_message={"k": "v"}),
+    )
+    code, out, err = run(capsys, "errors", "top", str(tmp_path), "--json")
+    assert code == 0, err
+    rows = {row["internal_code"]: row for row in map(orjson.loads, out.splitlines())}
+    assert rows[7]["external_message"] == '["x",1]'
+    assert rows[8]["external_message"] == '{"k":"v"}'
+
+
+def test_columns_past_the_distinct_bound_count_as_line_by_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """6,000 errors of one code over 300 routes and 6,000 distinct messages: the first 256
+    routes seen are counted exactly (the bound), the others never; the count stays exact."""
+    lines = [
+        line(
+            float(n) / 1000,
+            "ERROR",
+            f"{n + 1:032x}",
+            f"failure {n}",
+            internal_code=50001,
+            http_code=503,
+            method="GET",
+            route=f"/r{n % 300}",
+        )
+        for n in range(6000)
+    ]
+    write(tmp_path / "many.jsonl", *lines)
+    code, out, _ = run(capsys, "errors", "top", str(tmp_path), "--json")
+    assert code == 0
+    (row,) = map(orjson.loads, out.splitlines())
+    assert row["count"] == 6000
+    assert row["internal_message"] == "failure 0"
+    assert len(row["routes"]) == 256
+    assert set(row["routes"]) == {f"GET /r{n}" for n in range(256)}
+    assert set(row["routes"].values()) == {20}
