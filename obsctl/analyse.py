@@ -507,7 +507,7 @@ def _str_or_none(value: object) -> str | None:
 _MAX_DISTINCT = 256
 
 
-_Columns = tuple[int | None, str | None, str | None, str | None, str | None, int | None]
+_Columns = tuple[int | None, str | None, str | None, str | None, int | None]
 #: Distinct pending combinations per group before they are settled into the counters.
 _MAX_PENDING = 4096
 
@@ -524,17 +524,17 @@ class _GroupState:
     exceptions: Counter[str] = field(default_factory=Counter)
     codes: Counter[int] = field(default_factory=Counter)
     times: list[float] = field(default_factory=list)
-    #: (status, external, internal, route, exception, code) → count, not yet in the counters:
-    #: one dict update per error line instead of six bounded counter updates.
+    #: (status, external, route, exception, code) → count, not yet in the counters: one dict
+    #: update per error line instead of five bounded counter updates. (The internal message,
+    #: often different on every line, is counted directly.)
     pending: dict[_Columns, int] = field(default_factory=dict)
 
     def settle(self) -> None:
-        """Move the pending combinations into the six counters, in the order they first came
+        """Move the pending combinations into their counters, in the order they first came
         (so the bound keeps the same values as counting line by line would)."""
-        for (status, external, internal, route, exception, code), n in self.pending.items():
+        for (status, external, route, exception, code), n in self.pending.items():
             _count(self.statuses, status, n)
             _count(self.external, external, n)
-            _count(self.internal, internal, n)
             _count(self.routes, route, n)
             _count(self.exceptions, exception, n)
             _count(self.codes, code, n)
@@ -761,14 +761,9 @@ class ErrorAccumulator:
         external = data.get("external_message")
         if external is not None and type(external) is not str:
             external = _compact(external)  # a list or object would not even be hashable
-        columns = (
-            status,
-            external,
-            internal[:500] if type(internal) is str else None,
-            route,
-            _exception_type(data),
-            code,
-        )
+        if type(internal) is str and internal:
+            _count(state.internal, internal[:500])
+        columns = (status, external, route, _exception_type(data), code)
         pending = state.pending
         pending[columns] = pending.get(columns, 0) + 1
         if len(pending) > _MAX_PENDING:
