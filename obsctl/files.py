@@ -339,7 +339,11 @@ class _ZipMembers:
             self._archive = self._zipfile.ZipFile(path)
             self._members = [m for m in self._archive.infolist() if not m.is_dir()]
         except (self._zipfile.BadZipFile, OSError, EOFError):
-            damage.file("unreadable zip archive", source)
+            self._archive = None  # not an archive after all: the caller reads it as text
+
+    @property
+    def opened(self) -> bool:
+        return self._archive is not None
 
     def ends_cleanly(self) -> bool:
         return True
@@ -577,6 +581,12 @@ def iter_blocks(
         elif log.kind == "zip":
             zip_reader = _ZipMembers(log.path, source, damage)
             reader = zip_reader
+            if not zip_reader.opened:
+                # Zip's magic bytes but no archive behind them (a text file that happens to
+                # start with "PK"): read it as text; if it is not JSON lines either, the check
+                # below reports it as such.
+                zip_reader = None
+                reader = _Range(raw, start, end, whole=end is None or end >= log.size)
         else:
             reader = _Decompressing(raw, log.kind, source, damage)
         blocks = (
