@@ -87,7 +87,7 @@ def _add_routes(app: FastAPI) -> None:
         logger.info("handled ok")
         return {"correlation_id": get_correlation_id()}
 
-    @app.get("/work/{n}")
+    @app.get("/job/{n}")
     async def work(n: int, background: BackgroundTasks) -> dict[str, int]:
         logger.info("work handler", n=n, step="handler")
         await asyncio.to_thread(lambda: logger.info("work thread", n=n, step="thread"))

@@ -218,7 +218,7 @@ async def test_concurrent_requests_never_mix_ids_nor_lose_lines(tmp_path: Path) 
 
             async def one(n: int) -> tuple[int, str]:
                 async with gate:
-                    response = await http.get(f"/work/{n}", headers={"X-Request-ID": ids[n]})
+                    response = await http.get(f"/job/{n}", headers={"X-Request-ID": ids[n]})
                 assert response.status_code == 200
                 assert response.json() == {"n": n}
                 return n, response.headers["X-Request-ID"]
