@@ -91,6 +91,11 @@ BASE_KEYS = frozenset(
 LEVEL_NAMES = frozenset(_LEVELS)
 
 
+#: foundation's code for unhandled exceptions: their external message is the generic one, so the
+#: sentence names the exception type instead.
+UNHANDLED_CODE = 10500
+
+
 def level_rank(level: str) -> int:
     """Numeric severity of a Loguru level name (unknown names rank like INFO)."""
     return _LEVELS.get(level.upper(), 20)
@@ -255,12 +260,13 @@ class TraceSummary:
 
     def _reason(self, status: int | None) -> str:
         code = f" (code {self.internal_code})" if self.internal_code is not None else ""
-        if self.external_message:
+        unhandled = self.internal_code == UNHANDLED_CODE
+        if self.external_message and not unhandled:
             text = self.external_message.rstrip()
             if not text.endswith((".", "!", "?")):
                 text += "."
             return f"{text}{code}"
-        if status is not None and status >= 500:
+        if unhandled or (status is not None and status >= 500):
             crash = f" ({self.exception_type})" if self.exception_type else ""
             return f"an internal error{crash}; the client got a generic error message.{code}"
         if status is not None and status >= 400:

@@ -32,6 +32,12 @@ def test_trace_of_the_crash_shows_the_exception_and_its_traceback(
     code, out, _ = run(capsys, "trace", "c3d4e5f60718293a4b5c6d7e8f90a1b2", GOLDEN)
     assert code == 0
     assert "answered 500 Internal Server Error after 12.5 ms" in out
+    # Support staff read what broke, not the generic message the client got.
+    flat = " ".join(out.replace("│", " ").split())
+    assert (
+        "an internal error (ZeroDivisionError); the client got a generic error message. "
+        "(code 10500)"
+    ) in flat
     assert "(code 10500)" in out
     assert "ZeroDivisionError" in out
     assert "Traceback (most recent call last):" in out
