@@ -15,11 +15,17 @@ sensitive names redacted, long values capped, foreign objects coerced, then orjs
 separators and an escape pass so that no line separator, C1 control or bidi override reaches the
 file raw. The JSON is computed once per record and shared by every JSON sink.
 
-Durability: sinks are line-buffered and synchronous (Loguru's ``enqueue=True`` costs 4-5x in
-throughput and loses queued records on SIGTERM), so a record is in the kernel when the logging call
-returns. A sink that fails (disk full, unwritable directory) never fails the application: the
-record is dropped, counted, and a rate-limited warning naming the path goes to stderr, never the
-record's content.
+Durability: the file is written unbuffered and synchronously, one ``write(2)`` per line
+(Loguru's ``enqueue=True`` costs 4-5x in throughput and loses queued records on SIGTERM), so a
+record is in the kernel when the logging call returns.
+
+Speed: JSON sinks do their work in Loguru's filter step (``_JsonWriter``), and foundation's own
+lines (access line, handlers' errors) skip Loguru when its JSON sinks are the only handlers
+(``LoggingConfig.emit``).
+
+A sink that fails (disk full, unwritable directory) never fails the application: the record is
+dropped, counted, and a rate-limited warning naming the path goes to stderr, never the record's
+content.
 """
 
 from __future__ import annotations
