@@ -23,7 +23,7 @@ from typing import Any, Literal
 import orjson
 
 from obsctl.errors import UsageError
-from obsctl.parse import Record, ts_to_epoch
+from obsctl.parse import Record, as_int, ts_to_epoch
 
 __all__ = [
     "ACCESS_MESSAGE",
@@ -569,18 +569,6 @@ def _merge_counts(mine: Counter[Any], theirs: Counter[Any]) -> None:
             mine[key] += count
 
 
-def _as_code(value: object) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value)
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return None
-
-
 def _route(data: dict[str, Any]) -> str | None:
     target = data.get("route") or data.get("path")
     if not isinstance(target, str) or not target:
@@ -603,15 +591,15 @@ def _exception_type(data: dict[str, Any]) -> str | None:
 
 
 def _status(data: dict[str, Any]) -> int | None:
-    code = _as_code(data.get("http_code"))
-    return code if code is not None else _as_code(data.get("status"))
+    code = as_int(data.get("http_code"))
+    return code if code is not None else as_int(data.get("status"))
 
 
 def _key_of(
     data: dict[str, Any], by: str, access: dict[str, Any] | None = None
 ) -> int | str | None:
     if by == "internal_code":
-        return _as_code(data.get("internal_code"))
+        return as_int(data.get("internal_code"))
     if by == "exception":
         return _exception_type(data)
     if by == "route":
@@ -737,7 +725,7 @@ class ErrorAccumulator:
                 return False
         code = data.get("internal_code")
         if type(code) is not int:
-            code = _as_code(code)
+            code = as_int(code)
         key = code if self.by == "internal_code" else _key_of(data, self.by, access)
         state = self.groups.get(key)
         if state is None:

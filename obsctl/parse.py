@@ -30,6 +30,7 @@ __all__ = [
     "MAX_LINE_BYTES",
     "SCHEMA_KEYS",
     "Record",
+    "as_int",
     "parse_line",
     "parse_line_checked",
     "ts_to_epoch",
@@ -116,15 +117,15 @@ class Record:
 
     @property
     def internal_code(self) -> int | None:
-        return _as_int(self.data.get("internal_code"))
+        return as_int(self.data.get("internal_code"))
 
     @property
     def http_code(self) -> int | None:
-        return _as_int(self.data.get("http_code"))
+        return as_int(self.data.get("http_code"))
 
     @property
     def status(self) -> int | None:
-        return _as_int(self.data.get("status"))
+        return as_int(self.data.get("status"))
 
     @property
     def exception(self) -> dict[str, Any] | None:
@@ -143,7 +144,8 @@ class Record:
         return orjson.dumps(self.data, default=str)
 
 
-def _as_int(value: object) -> int | None:
+def as_int(value: object) -> int | None:
+    """An integer field as logged (int, integral float or digit string), else ``None``."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
