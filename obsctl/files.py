@@ -206,7 +206,6 @@ class _Readable(Protocol):
     def ends_cleanly(self) -> bool:
         """False when the end of the data is not the end of the file (a range, a damaged stream):
         then an unfinished last line is not reported on its own."""
-        ...
 
 
 # zlib exposes its decompressor class only through an instance (typeshed: _Decompress).
