@@ -320,6 +320,45 @@ class _Decompressing:
         return b"".join(pieces)
 
 
+def _backed_by_stream(raw: IO[bytes], path: str, kind: Kind) -> bool:
+    """Whether the magic bytes that named ``kind`` really start a stream of that kind.
+
+    A text file can begin with bytes that look like a compression magic (garbage, a crash's
+    leftovers). When the decoder refuses the stream before producing a single byte, nothing
+    could be salvaged from it as a compressed file, so it is read as text instead (and, if it
+    is not JSON lines either, reported as such). Plain files cost nothing here.
+    """
+    if kind == "plain":
+        return True
+    if kind == "zip":
+        import zipfile
+
+        try:  # is_zipfile() only looks for an end record; opening checks the directory too
+            zipfile.ZipFile(path).close()
+        except (zipfile.BadZipFile, OSError, EOFError):
+            return False
+        return True
+    head = raw.read(1 << 16)
+    raw.seek(0)
+    try:
+        if kind == "gzip":
+            zlib.decompressobj(wbits=31).decompress(head, 1)
+        elif kind == "bzip2":
+            import bz2
+
+            bz2.BZ2Decompressor().decompress(head, max_length=1)
+        else:
+            import lzma
+
+            try:
+                lzma.LZMADecompressor().decompress(head, max_length=1)
+            except lzma.LZMAError:
+                return False
+    except (zlib.error, OSError, EOFError, ValueError):
+        return False
+    return True
+
+
 class _ZipMembers:
     """``readinto`` over every member of a zip archive, one after the other; a member without a
     final newline gets one, so that its last line does not glue onto the next member."""
@@ -338,11 +377,7 @@ class _ZipMembers:
             self._archive = self._zipfile.ZipFile(path)
             self._members = [m for m in self._archive.infolist() if not m.is_dir()]
         except (self._zipfile.BadZipFile, OSError, EOFError):
-            self._archive = None  # not an archive after all: the caller reads it as text
-
-    @property
-    def opened(self) -> bool:
-        return self._archive is not None
+            damage.file("unreadable zip archive", source)
 
     def ends_cleanly(self) -> bool:
         return True
@@ -573,21 +608,16 @@ def iter_blocks(
     zip_reader: _ZipMembers | None = None
     try:
         reader: _Readable | None = None
-        if log.kind == "plain" and _quiet(raw):
+        kind = log.kind if _backed_by_stream(raw, log.path, log.kind) else "plain"
+        if kind == "plain" and _quiet(raw):
             pass  # mapped below
-        elif log.kind == "plain":
+        elif kind == "plain":
             reader = _Range(raw, start, end, whole=end is None or end >= log.size)
-        elif log.kind == "zip":
+        elif kind == "zip":
             zip_reader = _ZipMembers(log.path, source, damage)
             reader = zip_reader
-            if not zip_reader.opened:
-                # Zip's magic bytes but no archive behind them (a text file that happens to
-                # start with "PK"): read it as text; if it is not JSON lines either, the check
-                # below reports it as such.
-                zip_reader = None
-                reader = _Range(raw, start, end, whole=end is None or end >= log.size)
         else:
-            reader = _Decompressing(raw, log.kind, source, damage)
+            reader = _Decompressing(raw, kind, source, damage)
         blocks = (
             _mapped(raw, source, damage, start=start, end=end, window=size)
             if reader is None
