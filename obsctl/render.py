@@ -286,14 +286,15 @@ def _timeline_table(trace: Trace) -> Table:
     return table
 
 
-def _message_cell(record: Record, extras: dict[str, Any]) -> Text:
+def _message_cell(record: Record, extras: dict[str, Any], separator: str = "\n") -> Text:
+    """The message, then its extras and its exception line, each after ``separator``."""
     cell = Text(escape(record.message))
     if extras:
-        cell.append("\n")
+        cell.append(separator)
         cell.append_text(_extras_text(extras))
     exc = _exception_line(record.exception)
     if exc is not None:
-        cell.append("\n")
+        cell.append(separator)
         cell.append_text(exc)
     return cell
 
@@ -475,18 +476,11 @@ def render_record(record: Record) -> Text:
     line.append(f" {escape(cid[:8], limit=8) if cid else '-':<8} ", style="magenta")
     if record.logger:
         line.append(f"{escape(record.logger, limit=80)}: ", style="dim")
-    line.append(escape(record.message))
     extras = {
         k: v
         for k, v in record.data.items()
         if k not in {"ts", "level", "correlation_id", "message", "logger", "exception"}
         and k not in {"function", "line", "service"}
     }
-    if extras:
-        line.append("  ")
-        line.append_text(_extras_text(extras))
-    exc = _exception_line(record.exception)
-    if exc is not None:
-        line.append("  ")
-        line.append_text(exc)
+    line.append_text(_message_cell(record, extras, separator="  "))
     return line
