@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 import uvicorn
 
-from tests.support import free_port, missing_backend, port_open
+from tests.support import free_port, missing_backend, port_open, stop_process
 
 READY_TIMEOUT = 20.0
 
@@ -162,12 +162,7 @@ def start_prometheus(
         _wait_ready(server)
         yield server
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop_process(process)
 
 
 def _wait_ready(server: PrometheusServer) -> None:

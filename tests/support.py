@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import NoReturn
+import subprocess
+from typing import Any, NoReturn
 
 import pytest
 
@@ -34,3 +35,13 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def stop_process(process: subprocess.Popen[Any], timeout: float = 10) -> None:
+    """SIGTERM, wait up to ``timeout`` seconds, then SIGKILL: a test never leaves it running."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=timeout)

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 
 import httpx
 
-from tests.support import free_port
+from tests.support import free_port, stop_process
 
 
 @contextmanager
@@ -57,12 +57,7 @@ def uvicorn_server(app: str, env: Mapping[str, str]) -> Iterator[str]:
                 time.sleep(0.1)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 def wrk(url: str, *, seconds: int = 5, connections: int = 32) -> float:

@@ -38,7 +38,7 @@ from typing import Any
 import httpx
 from fastapi import FastAPI, HTTPException
 
-from tests.support import free_port
+from tests.support import free_port, stop_process
 
 VARIANTS = ("bare", "foundation", "instrumentator", "exporter", "all")
 PATHS = {"success": "/items/1", "error": "/fail/1"}
@@ -123,12 +123,7 @@ def _server(variant: str, log_dir: str) -> Iterator[tuple[str, int]]:
             time.sleep(0.1)
         yield url, proc.pid
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        stop_process(proc)
 
 
 def _wrk(url: str, seconds: int) -> tuple[float, int]:

@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from obsctl.cli import main
-from tests.support import free_port, missing_backend
+from tests.support import free_port, missing_backend, stop_process
 
 pytestmark = [pytest.mark.prometheus, pytest.mark.proc, pytest.mark.timeout(90)]
 
@@ -119,12 +119,7 @@ def prom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prom]:
             time.sleep(0.1)
         yield Prom(url, end)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+        stop_process(process)
         log.close()
 
 
