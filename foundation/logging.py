@@ -80,7 +80,7 @@ _ACCESS_KEYS = ("method", "path", "route", "status", "duration_ms")
 _PLACED = frozenset(("correlation_id", *_ERROR_KEYS, "exception", *_ACCESS_KEYS))
 
 # Characters that JSON allows raw but that split lines (U+2028/2029, NEL) for some readers or
-# drive terminals (C1 controls incl. 0x9b CSI, bidi overrides): escaped as \\uXXXX. Matched on
+# drive terminals (C1 controls incl. 0x9b CSI, bidi overrides): escaped (\\u2028). Matched on
 # the UTF-8 bytes orjson produces, only when the line is not pure ASCII.
 _UNSAFE_UTF8 = re.compile(
     rb"\xc2[\x80-\x9f]|\xe2\x80[\x8e\x8f\xa8-\xae]|\xe2\x81[\xa6-\xa9]|\xd8\x9c|\xef\xbb\xbf"

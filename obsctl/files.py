@@ -397,7 +397,7 @@ class _ZipMembers:
                 try:
                     self._current = self._archive.open(member)
                 except (self._zipfile.BadZipFile, OSError, EOFError, RuntimeError):
-                    # RuntimeError: encrypted member; NotImplementedError is a RuntimeError too
+                    # RuntimeError: encrypted member, or a compression method zipfile lacks
                     self._damage.file(f"unreadable member {member.filename}", self._source)
                     continue
             try:

@@ -78,7 +78,7 @@ def logql_string(value: str) -> str:
             f"{value!r} is not valid text", hint="pass the value as UTF-8 characters"
         ) from None
     # JSON string escaping is a subset of Go's; ensure_ascii=False keeps non-ASCII as is,
-    # because Go rejects the \\udXXX surrogate pairs that ensure_ascii=True would write.
+    # because Go rejects lone-surrogate escapes (\\ud800) that ensure_ascii=True would write.
     return orjson.dumps(value).decode("utf-8")
 
 

@@ -2,7 +2,7 @@
 
 Log content is hostile until proven otherwise: every string that came from a log line goes
 through :func:`escape` (C0/C1 controls, DEL, bidi overrides and Unicode line separators become
-visible ``\\uXXXX`` escapes) and into a rich ``Text`` (never markup), so a log line can never
+visible ``\\u2028``-style escapes) and into a rich ``Text`` (never markup), so a log line can never
 move the cursor, recolour, retitle or reorder the terminal of the person reading it.
 """
 
