@@ -84,7 +84,7 @@ def _shown(path: Path) -> str:
 def _obsctl() -> list[str]:
     """How to run obsctl: the console script next to this interpreter when there is one."""
     script = Path(sys.executable).with_name("obsctl")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "obsctl.entry"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "obsctl.cli.entry"]
 
 
 def _obsctl_shown() -> str:

@@ -8,7 +8,7 @@
         ├── BackendMalformed    3  a 200 whose body is not what the API promises
         └── BackendRejected     4  the server understood and refused (bad query, auth, limits)
 
-One place, ``obsctl.cli.main``, turns these into exit codes and a one-line stderr message.
+One place, ``obsctl.cli.app.main``, turns these into exit codes and a one-line stderr message.
 """
 
 from __future__ import annotations

@@ -7,9 +7,9 @@ over two streams, plus unrelated noise. Measured, alternating sides each round:
   moving ``start`` past the last timestamp (the data has no shared nanosecond at a boundary,
   so this naive loop is exact here) — the floor for fetching these pages in Python;
 * ``obsctl paging only``: ``LokiClient.entries`` (exact paging, entries as objects);
-* ``obsctl paging + parse``: the same, each line parsed by ``obsctl.parse``;
+* ``obsctl paging + parse``: the same, each line parsed by ``obsctl.readers.parse``;
 * ``obsctl trace --json``: the whole command in-process (paging, parsing every line with
-  obsctl.parse, ID resolution, timeline ordering, JSON lines to /dev/null);
+  obsctl.readers.parse, ID resolution, timeline ordering, JSON lines to /dev/null);
 * ``obsctl trace`` (text): the same with the rendered summary and timeline (its first and
   last 200 rows; ``--json`` has all 50,000).
 
@@ -32,10 +32,10 @@ from collections.abc import Callable, Iterator
 import httpx
 import orjson
 
-from obsctl.cli import main as obsctl_main
-from obsctl.http import BackendHttp
-from obsctl.loki import LokiClient, loki_error_text
-from obsctl.parse import parse_line
+from obsctl.cli.app import main as obsctl_main
+from obsctl.readers.parse import parse_line
+from obsctl.sources.http import BackendHttp
+from obsctl.sources.loki import LokiClient, loki_error_text
 from tests.obsctl.fake_loki import FakeLoki
 
 CID = "5e1f0c2a9b8d4e7f8a6b5c4d3e2f1a0b"
@@ -130,7 +130,7 @@ def _client(url: str) -> BackendHttp:
 
 
 def obsctl_paging(url: str, *, parse: bool) -> int:
-    """obsctl's paging layer alone (and with each line parsed by obsctl.parse)."""
+    """obsctl's paging layer alone (and with each line parsed by obsctl.readers.parse)."""
     with _client(url) as http:
         entries = LokiClient(http).entries(QUERY, start_ns=T0, end_ns=T0 + 10**12, limit=None)
         if not parse:

@@ -70,7 +70,7 @@ def _gone(pid: int) -> bool:
 
 def _error_counts(log_dir: Path) -> dict[str, int]:
     out = subprocess.run(
-        [sys.executable, "-m", "obsctl.entry", "errors", "top", "--json", str(log_dir)],
+        [sys.executable, "-m", "obsctl.cli.entry", "errors", "top", "--json", str(log_dir)],
         env=_env(),
         capture_output=True,
         text=True,

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
-from obsctl.entry import main
+from obsctl.cli.entry import main
 
 BASE = datetime(2026, 11, 26, 2, 11, 52, 123456, tzinfo=UTC).timestamp()
 

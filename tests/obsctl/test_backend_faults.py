@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 import orjson
 import pytest
 
-from obsctl.cli import main
+from obsctl.cli.app import main
 from tests.support import free_port
 
 pytestmark = pytest.mark.timeout(30)

@@ -12,8 +12,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from obsctl import commands_files
-from obsctl.scan import Follower
+from obsctl.cli import commands_files
+from obsctl.query.scan import Follower
 from obsctl.settings import Settings
 from tests.obsctl.logdata import CID_A, CID_B, access, ago, app_error, line, run, write
 

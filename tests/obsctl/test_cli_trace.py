@@ -205,7 +205,7 @@ def _readline(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> bytes:
 def test_follow_prints_new_lines_of_the_request_as_they_are_written(tmp_path: Path) -> None:
     log = write(tmp_path / "shop.jsonl", order_request(1.0)[0])
     env = {**os.environ, "PYTHONPATH": str(ROOT), "NO_COLOR": "1"}
-    command = [sys.executable, "-m", "obsctl.entry", "trace", CID_A, str(log), "-f", "--json"]
+    command = [sys.executable, "-m", "obsctl.cli.entry", "trace", CID_A, str(log), "-f", "--json"]
     with subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=tmp_path
     ) as proc:
@@ -280,9 +280,9 @@ def test_traceback_folds_framework_frames_and_json_keeps_them(
 def test_folded_frames_line_is_dimmed_on_a_colour_terminal(tmp_path: Path) -> None:
     from rich.console import Console
 
-    from obsctl.analyse import build_trace
-    from obsctl.parse import parse_line
-    from obsctl.render import render_trace
+    from obsctl.analysis.analyse import build_trace
+    from obsctl.readers.parse import parse_line
+    from obsctl.render.logs import render_trace
 
     raw = app_error(1.0, CID_A, 10500, 500, "boom", "", "KeyError", traceback=CRASH_TRACEBACK)
     record = parse_line(raw)

@@ -1,4 +1,4 @@
-"""obsctl.entry: the fast lane reads the same flags as the typer commands, or steps aside."""
+"""obsctl.cli.entry: the fast lane reads the same flags as the typer commands, or steps aside."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from obsctl import cli, commands_files
-from obsctl.entry import fast_command, main
+from obsctl.cli import app as cli
+from obsctl.cli import commands_files
+from obsctl.cli.entry import fast_command, main
 from obsctl.settings import resolve
 
 CID = "773fa6885c2e4d7f9a6b1c0d2e3f4a5b"

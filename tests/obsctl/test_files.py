@@ -1,4 +1,5 @@
-"""obsctl.files: finding log files, reading them whatever their compression, reporting damage."""
+"""obsctl.sources.files: finding log files, reading them whatever their compression, reporting
+damage."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from obsctl import files
 from obsctl.errors import UsageError
-from obsctl.files import Damage, LogFile, expand_paths, iter_lines
+from obsctl.sources import files
+from obsctl.sources.files import Damage, LogFile, expand_paths, iter_lines
 from tests.obsctl.logdata import line, write
 
 

@@ -12,10 +12,10 @@ import httpx
 import orjson
 import pytest
 
-from obsctl.cli import main
+from obsctl.cli.app import main
 from obsctl.errors import BackendRejected
-from obsctl.http import BackendHttp, RetryPolicy
-from obsctl.loki import LogEntry, LokiClient, PagingReport, loki_error_text
+from obsctl.sources.http import BackendHttp, RetryPolicy
+from obsctl.sources.loki import LogEntry, LokiClient, PagingReport, loki_error_text
 from tests.obsctl.fake_loki import FakeLoki, parse_logql
 
 T0 = 1_795_659_263_123_456_789  # beyond float precision: float(T0) != T0

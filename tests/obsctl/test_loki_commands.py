@@ -14,7 +14,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from obsctl.cli import main
+from obsctl.cli.app import main
 from tests.obsctl.fake_loki import FakeLoki
 
 GOLDEN = Path(__file__).resolve().parents[1] / "data" / "golden.jsonl"

@@ -1,4 +1,4 @@
-"""obsctl.parse: one line of bytes → one record with schema v1 keys, never an exception."""
+"""obsctl.readers.parse: one line of bytes → one record with schema v1 keys, never an exception."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from loguru import logger
 
-from obsctl.parse import SCHEMA_KEYS, parse_line, parse_line_checked
+from obsctl.readers.parse import SCHEMA_KEYS, parse_line, parse_line_checked
 from tests.obsctl.logdata import CID_A, app_error, line
 
 

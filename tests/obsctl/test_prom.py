@@ -12,7 +12,7 @@ import httpx
 import orjson
 import pytest
 
-from obsctl.cli import main
+from obsctl.cli.app import main
 from tests.support import free_port, missing_backend, stop_process
 
 pytestmark = [pytest.mark.prometheus, pytest.mark.proc, pytest.mark.timeout(90)]

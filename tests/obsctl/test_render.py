@@ -1,4 +1,4 @@
-"""obsctl.render: log content is shown, never obeyed, even on a colour terminal."""
+"""obsctl.render.logs: log content is shown, never obeyed, even on a colour terminal."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import io
 import pytest
 from rich.console import Console, RenderableType
 
-from obsctl.analyse import ErrorAccumulator, build_trace
-from obsctl.parse import parse_line
-from obsctl.render import escape, render_error_report, render_record, render_trace
+from obsctl.analysis.analyse import ErrorAccumulator, build_trace
+from obsctl.readers.parse import parse_line
+from obsctl.render.logs import escape, render_error_report, render_record, render_trace
 from tests.obsctl.logdata import CID_A, access, app_error, line
 
 HOSTILE = "a\x07b\x1b[2Jc\x1b]0;title\x07d\x9b31me\u202ef\u2066g\u2028h\x85i\x00j\rk"

@@ -7,9 +7,9 @@ import io
 import pytest
 from rich.console import Console
 
-from obsctl.analyse import ErrorAccumulator
-from obsctl.parse import parse_line
-from obsctl.render import render_error_report
+from obsctl.analysis.analyse import ErrorAccumulator
+from obsctl.readers.parse import parse_line
+from obsctl.render.logs import render_error_report
 from tests.data.golden_app import GOLDEN
 
 

@@ -1,4 +1,5 @@
-"""obsctl.scan: the same answers whether a file is read in one piece, in blocks, or on 2 cores."""
+"""obsctl.query.scan: the same answers whether a file is read in one piece, in blocks, or on 2
+cores."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from obsctl import files, scan
-from obsctl.analyse import RecordFilter
-from obsctl.files import Damage, expand_paths
+from obsctl.analysis.analyse import RecordFilter
+from obsctl.query import scan
+from obsctl.sources import files
+from obsctl.sources.files import Damage, expand_paths
 from tests.obsctl.logdata import access, app_error, line, write
 
 

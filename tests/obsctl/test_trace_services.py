@@ -102,7 +102,7 @@ def loki(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeLoki]:
 
 
 def _ns(raw: bytes) -> int:
-    from obsctl.parse import ts_to_epoch
+    from obsctl.readers.parse import ts_to_epoch
 
     epoch = ts_to_epoch(orjson.loads(raw)["ts"])
     assert epoch is not None

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from obsctl.errors import BackendMalformed, BackendRejected
-from obsctl.http import BackendHttp
+from obsctl.sources.http import BackendHttp
 from obsctl.timespec import ns_to_seconds_text
 
 

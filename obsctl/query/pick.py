@@ -2,20 +2,20 @@
 
 Today: the local log files (paths, or the default log directory from the settings). Another
 source (Loki) plugs in here by returning the same things — records for a trace, an
-:class:`~obsctl.analyse.ErrorReport` for errors top — and the commands, the analysis and the
-rendering stay untouched.
+:class:`~obsctl.analysis.analyse.ErrorReport` for errors top — and the commands, the analysis
+and the rendering stay untouched.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from obsctl.analyse import ErrorReport
+from obsctl.analysis.analyse import ErrorReport
 from obsctl.errors import UsageError
-from obsctl.files import Damage, expand_paths
-from obsctl.parse import Record
-from obsctl.scan import Progress, collect_errors, find_trace_records
+from obsctl.query.scan import Progress, collect_errors, find_trace_records
+from obsctl.readers.parse import Record
 from obsctl.settings import Settings
+from obsctl.sources.files import Damage, expand_paths
 
 __all__ = ["error_report", "file_bytes", "trace_records"]
 
@@ -35,10 +35,10 @@ def trace_records(
 ) -> list[Record]:
     """Every record whose correlation ID is ``query`` or starts with it (any order)."""
     if settings.loki_url:
-        from obsctl import loki_source
+        from obsctl.query import loki
 
         _no_paths_with_loki(paths)
-        return loki_source.trace_records(settings, query, damage)
+        return loki.trace_records(settings, query, damage)
     logs = expand_paths(paths, default_dir=settings.log_dir)
     return find_trace_records(logs, query, damage, progress=progress)
 
@@ -56,12 +56,10 @@ def error_report(
 ) -> ErrorReport:
     """ERROR and CRITICAL records in ``[since, until)`` grouped ``by`` a field, ranked."""
     if settings.loki_url:
-        from obsctl import loki_source
+        from obsctl.query import loki
 
         _no_paths_with_loki(paths)
-        return loki_source.error_report(
-            settings, by=by, since=since, until=until, now=now, damage=damage
-        )
+        return loki.error_report(settings, by=by, since=since, until=until, now=now, damage=damage)
     logs = expand_paths(paths, default_dir=settings.log_dir)
     accumulator = collect_errors(
         logs, by=by, since=since, until=until, damage=damage, progress=progress

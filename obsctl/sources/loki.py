@@ -22,8 +22,8 @@ from operator import attrgetter
 from typing import Any
 
 from obsctl.errors import BackendMalformed, BackendRejected
-from obsctl.http import BackendHttp
-from obsctl.prom import PromResult, parse_data
+from obsctl.sources.http import BackendHttp
+from obsctl.sources.prometheus import PromResult, parse_data
 
 LOKI_MAX_ENTRIES = 5000
 _CAP = re.compile(

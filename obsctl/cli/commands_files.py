@@ -1,7 +1,7 @@
 """Bodies of ``trace``, ``errors top`` and ``tail``: flags → settings → source → analyse → render.
 
-``obsctl.cli`` declares the flags and calls these; the source of records is chosen in
-:mod:`obsctl.sources` and nowhere else.
+``obsctl.cli.app`` declares the flags and calls these; the source of records is chosen in
+:mod:`obsctl.query.pick` and nowhere else.
 """
 
 from __future__ import annotations
@@ -13,16 +13,18 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from obsctl import analyse, output, sources
+from obsctl.analysis import analyse
+from obsctl.cli import output
 from obsctl.errors import NothingMatched, UsageError
-from obsctl.files import Damage
-from obsctl.parse import Record
+from obsctl.query import pick
+from obsctl.readers.parse import Record
 from obsctl.settings import Settings, resolve
+from obsctl.sources.files import Damage
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
-    from obsctl.scan import Follower
+    from obsctl.query.scan import Follower
 
 __all__ = ["errors_top", "tail", "trace"]
 
@@ -71,7 +73,7 @@ def _without_cycle_collection() -> Iterator[None]:
 
 
 def _follower(settings: Settings, paths: Sequence[str]) -> Follower:
-    from obsctl.scan import Follower
+    from obsctl.query.scan import Follower
 
     return Follower(paths, default_dir=settings.log_dir)
 
@@ -105,9 +107,9 @@ def _show_trace(
     """Find, analyse and print the request; return its records, the matching IDs (none when
     nothing matched) and the time of its first line."""
     damage = Damage()
-    total = sources.file_bytes(settings, paths) if not settings.loki_url else 0
+    total = pick.file_bytes(settings, paths) if not settings.loki_url else 0
     with output.progress_bar(total, "searching") as progress:
-        records = sources.trace_records(settings, query, paths, damage, progress=progress)
+        records = pick.trace_records(settings, query, paths, damage, progress=progress)
     output.report_damage(damage)
     ids = analyse.resolve_id(records, query)
     if len(ids) > 1:
@@ -127,7 +129,7 @@ def _show_trace(
 
 
 def _render_trace(result: analyse.Trace) -> RenderableType:
-    from obsctl.render import render_trace
+    from obsctl.render.logs import render_trace
 
     return render_trace(result)
 
@@ -140,7 +142,7 @@ def _follow_trace(
     *,
     json_out: bool,
 ) -> None:
-    from obsctl.render import render_timeline_entry
+    from obsctl.render.logs import render_timeline_entry
 
     keep = analyse.RecordFilter(correlation_id=wanted)
     console = output.stdout_console()
@@ -206,9 +208,9 @@ def errors_top(
     if start is not None and end is not None and start >= end:
         raise UsageError("the time window is empty", hint="--since must be before --until")
     damage = Damage()
-    total = sources.file_bytes(settings, paths) if not settings.loki_url else 0
+    total = pick.file_bytes(settings, paths) if not settings.loki_url else 0
     with output.progress_bar(total, "counting errors") as progress:
-        report = sources.error_report(
+        report = pick.error_report(
             settings,
             paths,
             by=by,
@@ -227,7 +229,7 @@ def errors_top(
 
         output.json_lines(orjson.dumps(g.to_json(by)) for g in report.groups[:limit])
         return
-    from obsctl.render import render_error_report
+    from obsctl.render.logs import render_error_report
 
     output.show(render_error_report(report, limit=limit))
 
@@ -278,8 +280,8 @@ def tail(
     stop: Callable[[], bool] = lambda: False,
 ) -> None:
     """The last records (filtered), then, with ``follow``, new ones as they are written."""
-    from obsctl.files import expand_paths
-    from obsctl.scan import last_records
+    from obsctl.query.scan import last_records
+    from obsctl.sources.files import expand_paths
 
     settings = settings or resolve()
     keep = _record_filter(
@@ -313,7 +315,7 @@ def _printer(json_out: bool) -> Callable[[list[Record]], None]:
             output.json_lines(r.json_bytes() for r in records)
 
         return write_json
-    from obsctl.render import render_record
+    from obsctl.render.logs import render_record
 
     console = output.stdout_console()
 

@@ -18,8 +18,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from obsctl.analyse import GROUP_FIELDS, ErrorReport, TimelineEntry, Trace, level_rank
-from obsctl.parse import Record
+from obsctl.analysis.analyse import GROUP_FIELDS, ErrorReport, TimelineEntry, Trace, level_rank
+from obsctl.readers.parse import Record
 
 __all__ = [
     "escape",

@@ -14,7 +14,7 @@ from dataclasses import replace
 
 import orjson
 
-from obsctl.analyse import (
+from obsctl.analysis.analyse import (
     ACCESS_MESSAGE,
     ErrorAccumulator,
     ErrorGroup,
@@ -23,12 +23,12 @@ from obsctl.analyse import (
     route_of,
 )
 from obsctl.errors import UsageError
-from obsctl.files import Damage
-from obsctl.http import BackendHttp, build_client
-from obsctl.loki import LogEntry, LokiClient, PagingReport, loki_error_text
-from obsctl.parse import Record, parse_line, parse_line_checked
-from obsctl.scan import with_access
+from obsctl.query.scan import with_access
+from obsctl.readers.parse import Record, parse_line, parse_line_checked
 from obsctl.settings import Settings
+from obsctl.sources.files import Damage
+from obsctl.sources.http import BackendHttp, build_client
+from obsctl.sources.loki import LogEntry, LokiClient, PagingReport, loki_error_text
 from obsctl.timespec import NS_PER_S, now_ns, parse_duration_ns, parse_time_ns
 
 DEFAULT_SINCE = "1h"
@@ -125,8 +125,8 @@ def print_entries(entries: Iterable[LogEntry], *, json_out: bool) -> int:
             count += 1
         buffer.flush()
         return count
-    from obsctl.output import stdout_console
-    from obsctl.render import render_record
+    from obsctl.cli.output import stdout_console
+    from obsctl.render.logs import render_record
 
     console = stdout_console()
     for entry in entries:

@@ -3,10 +3,10 @@
 ``obsctl trace ID``, ``obsctl errors top`` and ``obsctl tail`` are run mid-incident on big
 files and must answer in about the time ``grep`` takes; importing typer costs ~40 ms and its
 parameter coercion (pydantic) ~100 ms more, more than the whole scan of a large file. So this
-module reads exactly the flags those commands declare in :mod:`obsctl.cli` and calls the same
+module reads exactly the flags those commands declare in :mod:`obsctl.cli.app` and calls the same
 command bodies. Anything it does not recognise — ``--help``, an unknown flag, a bad value, a
 Loki URL in the environment (whose handling belongs to the typer commands) — goes to
-:func:`obsctl.cli.main`, which remains the reference for parsing, help and error messages.
+:func:`obsctl.cli.app.main`, which remains the reference for parsing, help and error messages.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 
 __all__ = ["fast_command", "main"]
 
-# Flags of each fast command: name → (destination, takes a value). Mirrors obsctl.cli.
+# Flags of each fast command: name → (destination, takes a value). Mirrors obsctl.cli.app.
 _TRACE = {"--json": ("json_out", False), "--follow": ("follow", False), "-f": ("follow", False)}
 _ERRORS = {
     "--json": ("json_out", False),
@@ -108,7 +108,7 @@ def fast_command(argv: Sequence[str]) -> Callable[[], None] | None:
         if parsed is None or not parsed[0]:
             return None
         (cid, *paths), opts = parsed
-        from obsctl import commands_files
+        from obsctl.cli import commands_files
 
         return lambda: commands_files.trace(
             cid, paths, json_out=bool(opts.get("json_out")), follow=bool(opts.get("follow"))
@@ -122,7 +122,7 @@ def fast_command(argv: Sequence[str]) -> Callable[[], None] | None:
         limit = _int(opts.get("limit", "20"), minimum=1)
         if by not in _GROUPS or limit is None:
             return None
-        from obsctl import commands_files
+        from obsctl.cli import commands_files
 
         return lambda: commands_files.errors_top(
             paths,
@@ -141,7 +141,7 @@ def fast_command(argv: Sequence[str]) -> Callable[[], None] | None:
         code = _int(opts.get("code"))
         if ("lines" in opts and lines is None) or ("code" in opts and code is None):
             return None
-        from obsctl import commands_files
+        from obsctl.cli import commands_files
 
         return lambda: commands_files.tail(
             paths,
@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     command = None if os.environ.get("OBSCTL_LOKI_URL") else fast_command(args)
     if command is None:
-        from obsctl.cli import main as typer_main
+        from obsctl.cli.app import main as typer_main
 
         return typer_main(args)
     from obsctl.errors import ObsctlError

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from obsctl import __version__
-from obsctl.commands_backends import LokiSince, LokiUrl, Selector, loki_app, prom_app
+from obsctl.cli.commands_backends import LokiSince, LokiUrl, Selector, loki_app, prom_app
 from obsctl.errors import EXIT_USAGE, ObsctlError, UsageError
 
 app = typer.Typer(
@@ -79,7 +79,7 @@ def trace(  # noqa: PLR0917 - typer maps each parameter to a flag
     loki_since: LokiSince = None,
 ) -> None:
     """Follow one request: a summary in plain words, then its timeline across every log file."""
-    from obsctl import commands_files
+    from obsctl.cli import commands_files
     from obsctl.settings import resolve
 
     settings = resolve(loki_url=loki_url, loki_selector=selector, loki_since=loki_since)
@@ -109,7 +109,7 @@ def errors_top(  # noqa: PLR0917 - typer maps each parameter to a flag
     loki_since: LokiSince = None,
 ) -> None:
     """ERROR and CRITICAL records ranked by internal_code (or route, exception, status)."""
-    from obsctl import commands_files
+    from obsctl.cli import commands_files
     from obsctl.settings import resolve
 
     settings = resolve(loki_url=loki_url, loki_selector=selector, loki_since=loki_since)
@@ -149,7 +149,7 @@ def tail(  # noqa: PLR0917 - typer maps each parameter to a flag
     json_out: JsonFlag = False,
 ) -> None:
     """Show the latest log records readably, filtered; -f follows like tail -F."""
-    from obsctl import commands_files
+    from obsctl.cli import commands_files
 
     commands_files.tail(
         paths or [],

@@ -12,8 +12,8 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from obsctl.files import Damage
-from obsctl.scan import Progress
+from obsctl.query.scan import Progress
+from obsctl.sources.files import Damage
 
 if TYPE_CHECKING:  # rich is imported only when something is rendered (start-up time)
     from rich.console import Console, RenderableType

@@ -1,9 +1,9 @@
 """Scanning log files fast: byte search first, JSON parsing only for the lines that can match.
 
 * :func:`find_trace_records` — every record whose line contains the ID (or ID prefix);
-* :func:`collect_errors` — an :class:`~obsctl.analyse.ErrorAccumulator` fed with the lines that
-  contain ``"level":"ERROR"``/``"level":"CRITICAL"`` (the writer's compact separators make this
-  exact), each joined with its request's access line for the route;
+* :func:`collect_errors` — an :class:`~obsctl.analysis.analyse.ErrorAccumulator` fed with the
+  lines that contain ``"level":"ERROR"``/``"level":"CRITICAL"`` (the writer's compact
+  separators make this exact), each joined with its request's access line for the route;
 * :func:`last_records` — the last N records matching a filter, reading plain files backwards;
 * :class:`Follower` — new complete lines of a set of paths, across rotation and truncation.
 
@@ -22,10 +22,10 @@ from typing import IO, Any, Protocol, TypeVar
 
 import orjson
 
-from obsctl import files
-from obsctl.analyse import ACCESS_MESSAGE, ErrorAccumulator, RecordFilter, level_rank
-from obsctl.files import Buffer, Damage, LogFile, expand_paths, iter_blocks
-from obsctl.parse import Record, parse_line_checked, ts_to_epoch
+from obsctl.analysis.analyse import ACCESS_MESSAGE, ErrorAccumulator, RecordFilter, level_rank
+from obsctl.readers.parse import Record, parse_line_checked, ts_to_epoch
+from obsctl.sources import files
+from obsctl.sources.files import Buffer, Damage, LogFile, expand_paths, iter_blocks
 
 _ERROR_LEVELS = frozenset({"ERROR", "CRITICAL"})
 
@@ -482,7 +482,7 @@ def _reverse_lines(log: LogFile, damage: Damage) -> Iterator[tuple[int, bytes]]:
     """Complete lines of a plain file from the last to the first, read in blocks from the end.
 
     A final line without ``\n`` is reported as incomplete and skipped; a line longer than
-    :data:`~obsctl.files.BLOCK_BYTES` is reported as oversized and skipped (bounded memory).
+    :data:`~obsctl.sources.files.BLOCK_BYTES` is reported as oversized and skipped (bounded memory).
     """
     with open(log.path, "rb") as handle:
         position = handle.seek(0, os.SEEK_END)
@@ -571,7 +571,7 @@ def last_records(
     """The last ``count`` records (by time, over all files) that ``keep`` accepts."""
     if count <= 0:
         return []
-    from obsctl.analyse import order_records
+    from obsctl.analysis.analyse import order_records
 
     merged: list[Record] = []
     for index, log in enumerate(logs):

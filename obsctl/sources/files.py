@@ -9,7 +9,7 @@
 * :class:`Damage` counts what had to be skipped, per kind and file, and renders the single
   stderr line the user sees ("skipped 3 corrupt lines, 1 incomplete final line in app.log").
 
-Nothing here parses JSON: :mod:`obsctl.parse` does, and only for the lines worth parsing.
+Nothing here parses JSON: :mod:`obsctl.readers.parse` does, and only for the lines worth parsing.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from obsctl.errors import NothingMatched, UsageError
 from obsctl.settings import Settings, resolve
 
 if TYPE_CHECKING:
-    from obsctl.prom import PromClient
+    from obsctl.sources.prometheus import PromClient
 
 prom_app = typer.Typer(
     name="prom",
@@ -122,7 +122,7 @@ def _prom_settings(
 
 
 def _warn(warnings: tuple[str, ...] | list[str]) -> None:
-    from obsctl.http import sanitize
+    from obsctl.sources.http import sanitize
 
     for warning in warnings:
         sys.stderr.write(f"obsctl: warning from the server: {sanitize(warning, 500)}\n")
@@ -130,8 +130,8 @@ def _warn(warnings: tuple[str, ...] | list[str]) -> None:
 
 @contextmanager
 def _prom_client(settings: Settings) -> Iterator[PromClient]:
-    from obsctl.http import BackendHttp, build_client
-    from obsctl.prom import PromClient, prom_error_text
+    from obsctl.sources.http import BackendHttp, build_client
+    from obsctl.sources.prometheus import PromClient, prom_error_text
 
     assert settings.prom_url is not None
     http = BackendHttp(
@@ -171,7 +171,7 @@ def prom_query(
     """Instant query: a table of series and values (NaN and ±Inf as Prometheus writes them)."""
     from rich.console import Console
 
-    from obsctl.backend_render import vector_table
+    from obsctl.render.backends import vector_table
     from obsctl.timespec import parse_time_ns
 
     settings = _prom_settings(
@@ -220,7 +220,7 @@ def prom_range(
     """Range query: each series as a sparkline with min, max and last value."""
     from rich.console import Console
 
-    from obsctl.backend_render import range_table
+    from obsctl.render.backends import range_table
     from obsctl.timespec import NS_PER_S, parse_duration_ns, parse_time_ns
 
     settings = _prom_settings(
@@ -277,8 +277,8 @@ def prom_routes(
     """Request rate, 5xx ratio and p95 latency per route; exceptions by internal_code."""
     from rich.console import Console
 
-    from obsctl.backend_render import exceptions_table, routes_table
-    from obsctl.prom import routes_report
+    from obsctl.render.backends import exceptions_table, routes_table
+    from obsctl.sources.prometheus import routes_report
     from obsctl.timespec import format_duration, parse_duration_ns, parse_time_ns
 
     settings = _prom_settings(
@@ -353,8 +353,8 @@ def loki_query(
     insecure: Insecure = None,
 ) -> None:
     """Log lines of a LogQL query, paging past Loki's 5000-entry cap without loss or repeats."""
-    from obsctl.loki import PagingReport
-    from obsctl.loki_source import loki_client, print_entries, time_range
+    from obsctl.query.loki import loki_client, print_entries, time_range
+    from obsctl.sources.loki import PagingReport
 
     settings = resolve(
         loki_url=loki_url,

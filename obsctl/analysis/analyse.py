@@ -23,7 +23,7 @@ from typing import Any, Literal
 import orjson
 
 from obsctl.errors import UsageError
-from obsctl.parse import Record, as_int, ts_to_epoch
+from obsctl.readers.parse import Record, as_int, ts_to_epoch
 
 __all__ = [
     "ACCESS_MESSAGE",

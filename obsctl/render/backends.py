@@ -8,8 +8,15 @@ from collections.abc import Sequence
 from rich.table import Table
 from rich.text import Text
 
-from obsctl.http import sanitize
-from obsctl.prom import ExceptionRow, Point, PromResult, RouteRow, format_value, series_name
+from obsctl.sources.http import sanitize
+from obsctl.sources.prometheus import (
+    ExceptionRow,
+    Point,
+    PromResult,
+    RouteRow,
+    format_value,
+    series_name,
+)
 
 _BARS = "▁▂▃▄▅▆▇█"
 

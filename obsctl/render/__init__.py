@@ -1,0 +1,1 @@
+"""Answers → rich renderables. Returns, never prints."""
