@@ -3,7 +3,9 @@
 The upstream default validator accepts anything ``uuid.UUID()`` parses (a megabyte of hyphens
 around 32 hex digits included) and echoes it unchanged. Here an incoming ID is accepted only as
 32 hex digits or a canonical hyphenated UUID, at most 36 ASCII characters, and is canonicalised to
-32 lower-case hex; anything else is replaced by a fresh ID and never logged.
+32 lower-case hex; anything else is replaced by a fresh ID and never logged. Upstream's generator
+is ``uuid4().hex``; here fresh IDs are UUIDv7 (RFC 9562), so the ID itself says when the request
+arrived and obsctl can look only around that time.
 
 ``asyncio.to_thread``, Starlette's threadpool, ``create_task`` and ``BackgroundTasks`` copy the
 context, so the ID follows them. ``loop.run_in_executor`` and ``ThreadPoolExecutor.submit`` do not
@@ -14,8 +16,9 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import os
 import re
-import uuid
+import time
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
@@ -52,7 +55,17 @@ def canonical_correlation_id(value: str) -> str:
 
 
 def new_correlation_id() -> str:
-    return uuid.uuid4().hex
+    """A fresh UUIDv7 as 32 lower-case hex: Unix ms, version 7, variant 10, 74 random bits.
+
+    Deliberately not monotonic (no counter, no "last + 1 ms" when the clock stands still or steps
+    back): the embedded time stays the real clock reading, which is what obsctl reads back.
+    Order within a millisecond is random; order events by the record's ``ts``. ``os.urandom``
+    is fork-safe, so forked workers never share a random stream.
+    """
+    raw = bytearray((time.time_ns() // 1_000_000).to_bytes(6, "big") + os.urandom(10))
+    raw[6] = 0x70 | (raw[6] & 0x0F)
+    raw[8] = 0x80 | (raw[8] & 0x3F)
+    return raw.hex()
 
 
 class StrictCorrelationIdMiddleware(CorrelationIdMiddleware):

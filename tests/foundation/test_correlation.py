@@ -4,8 +4,11 @@ concurrency, propagation into threads, tasks and streams, and outgoing calls."""
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import random
+import re
 import string
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,6 +26,7 @@ from foundation.correlation import (
     StrictCorrelationIdMiddleware,
     canonical_correlation_id,
     is_valid_correlation_id,
+    new_correlation_id,
 )
 from tests.foundation import apps
 from tests.foundation.conftest import client_for
@@ -35,11 +39,102 @@ from tests.foundation.servers import (
     wait_until,
 )
 
-HEX32 = frozenset(string.hexdigits.lower())
+# RFC 9562 v7 in lower-case hex: 12 digits of milliseconds, version 7, variant 10 (8, 9, a, b).
+V7 = re.compile(r"[0-9a-f]{12}7[0-9a-f]{3}[89ab][0-9a-f]{15}")
+# The 74 bits that are neither time, version nor variant, as positions in the 128-bit integer.
+RANDOM_BITS = [*range(64, 76), *range(62)]
 
 
 def is_fresh_id(value: str) -> bool:
-    return len(value) == 32 and set(value) <= HEX32
+    """An ID foundation issued itself: a UUIDv7 in 32 lower-case hex."""
+    return V7.fullmatch(value) is not None
+
+
+def id_ms(value: str) -> int:
+    return int(value[:12], 16)
+
+
+# -- the generator ------------------------------------------------------------------------------
+
+
+def test_generated_ids_are_rfc9562_version_7_in_32_lower_case_hex() -> None:
+    for _ in range(10_000):
+        value = new_correlation_id()
+        assert is_fresh_id(value), value
+        parsed = uuid.UUID(value)
+        assert parsed.version == 7
+        assert parsed.variant == uuid.RFC_4122
+        assert parsed.hex == value
+        assert is_valid_correlation_id(value)
+        assert canonical_correlation_id(value) == value
+
+
+def test_generated_id_carries_the_clock_reading_in_milliseconds() -> None:
+    for _ in range(1000):
+        before = time.time_ns() // 1_000_000
+        value = new_correlation_id()
+        after = time.time_ns() // 1_000_000
+        assert before <= id_ms(value) <= after
+
+
+def test_rfc_test_vector_decodes_as_the_generator_encodes() -> None:
+    """RFC 9562 Appendix A.6: 017F22E2-79B0-7CC3-98C4-DC0C0C07398F is 2022-02-22T19:22:22Z."""
+    value = canonical_correlation_id("017F22E2-79B0-7CC3-98C4-DC0C0C07398F")
+    assert is_fresh_id(value)
+    assert id_ms(value) == 1_645_557_742_000
+
+
+def test_every_one_of_the_74_random_bits_varies_evenly() -> None:
+    total = 20_000
+    ones = [0] * 128
+    for _ in range(total):
+        number = int(new_correlation_id(), 16)
+        for bit in RANDOM_BITS:
+            ones[bit] += (number >> bit) & 1
+    # Binomial(20000, 0.5): the standard deviation is ~71, so 45-55 % is about 14 sigma.
+    skewed = {bit: ones[bit] / total for bit in RANDOM_BITS if not 0.45 < ones[bit] / total < 0.55}
+    assert skewed == {}
+
+
+def test_a_frozen_or_stepped_back_clock_keeps_the_true_time_and_unique_ids(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No counter that runs ahead: the embedded time is the clock reading, even when it repeats
+    or goes backwards (an NTP step); uniqueness rests on the 74 random bits."""
+    readings = iter([1_800_000_000_000_000_000] * 50_000 + [1_799_999_000_000_000_000] * 50_000)
+    monkeypatch.setattr(time, "time_ns", lambda: next(readings))
+    values = [new_correlation_id() for _ in range(100_000)]
+    assert {id_ms(v) for v in values[:50_000]} == {1_800_000_000_000}
+    assert {id_ms(v) for v in values[50_000:]} == {1_799_999_000_000}
+    assert len(set(values)) == len(values)
+
+
+def _generate(count: int, path: str) -> None:
+    with open(path, "w", encoding="ascii") as out:
+        out.write("\n".join(new_correlation_id() for _ in range(count)))
+
+
+@pytest.mark.proc
+def test_a_million_ids_from_two_forked_processes_are_unique_and_well_formed(
+    tmp_path: Path,
+) -> None:
+    """Two workers forked from one parent (as uvicorn/gunicorn workers are) share no random
+    stream: 2 x 500,000 IDs, no duplicate, every one a v7 with a time inside the run."""
+    context = multiprocessing.get_context("fork")
+    started = time.time_ns() // 1_000_000
+    paths = [str(tmp_path / f"ids-{n}.txt") for n in range(2)]
+    workers = [context.Process(target=_generate, args=(500_000, p)) for p in paths]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=60)
+        assert worker.exitcode == 0
+    finished = time.time_ns() // 1_000_000
+    values = [v for p in paths for v in Path(p).read_text(encoding="ascii").split("\n")]
+    assert len(values) == 1_000_000
+    assert len(set(values)) == 1_000_000
+    assert all(V7.fullmatch(v) for v in values)
+    assert started <= min(map(id_ms, values)) and max(map(id_ms, values)) <= finished
 
 
 # -- the validator ----------------------------------------------------------------------------
@@ -54,7 +149,7 @@ def test_validator_accepts_only_short_printable_ascii_canonicalised_to_32_hex(va
     assert value.isascii() and value.isprintable()
     assert "\r" not in value and "\n" not in value
     canonical = canonical_correlation_id(value)
-    assert is_fresh_id(canonical)
+    assert len(canonical) == 32 and set(canonical) <= set(string.hexdigits.lower())
     assert canonical == uuid.UUID(value).hex
 
 
@@ -345,3 +440,37 @@ async def test_no_stale_id_across_requests_on_one_client(make_app: Callable[...,
     assert is_fresh_id(fresh) and fresh not in (a, b)
     assert third.json()["correlation_id"] == fresh
     assert foundation.get_correlation_id() is None
+
+
+# -- issued IDs carry the request's arrival time -------------------------------------------------
+
+
+async def test_issued_id_is_v7_with_the_time_the_request_arrived(
+    make_app: Callable[..., FastAPI],
+) -> None:
+    async with client_for(make_app()) as http:
+        before = time.time_ns() // 1_000_000
+        response = await http.get("/ok")
+        after = time.time_ns() // 1_000_000
+    issued = response.headers["X-Request-ID"]
+    assert is_fresh_id(issued)
+    assert before <= id_ms(issued) <= after
+    assert response.json()["correlation_id"] == issued
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [
+        uuid.uuid4().hex,  # v4, today's common case
+        uuid.uuid1().hex,  # another version
+        "0" * 32,  # no version at all
+        str(uuid.UUID("017f22e2-79b0-7cc3-98c4-dc0c0c07398f")).upper(),  # a v7 from 2022
+    ],
+)
+async def test_client_ids_of_any_version_are_kept(
+    make_app: Callable[..., FastAPI], sent: str
+) -> None:
+    async with client_for(make_app()) as http:
+        response = await http.get("/ok", headers={"X-Request-ID": sent})
+    assert response.headers["X-Request-ID"] == canonical_correlation_id(sent)
+    assert response.json()["correlation_id"] == canonical_correlation_id(sent)
