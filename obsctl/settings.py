@@ -6,7 +6,7 @@ Nothing else in obsctl reads ``os.environ``; commands build a ``Settings`` and p
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from obsctl.errors import UsageError
@@ -34,6 +34,9 @@ class Settings:
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_MB * 1024 * 1024
     # How far back trace/errors top search Loki when no window is given (Loki needs one).
     loki_since: str = DEFAULT_LOKI_SINCE
+    # ``--map FIELD=KEY`` items, OBSCTL_MAP's first (a later pair for a field wins); read by
+    # obsctl.readers.fields.FieldMap.parse where records are read.
+    field_map: tuple[str, ...] = ()
 
 
 def _pick(flag: str | None, env: Mapping[str, str], name: str) -> str | None:
@@ -56,6 +59,7 @@ def resolve(
     insecure: bool | None = None,
     loki_selector: str | None = None,
     loki_since: str | None = None,
+    field_map: Sequence[str] | None = None,
     env: Mapping[str, str] | None = None,
 ) -> Settings:
     """Build the settings of one invocation; ``env`` defaults to the process environment."""
@@ -98,4 +102,5 @@ def resolve(
         log_dir=env.get("OBSCTL_LOG_DIR") or DEFAULT_LOG_DIR,
         max_response_bytes=max_response_bytes,
         loki_since=_pick(loki_since, env, "OBSCTL_LOKI_SINCE") or DEFAULT_LOKI_SINCE,
+        field_map=(*([env["OBSCTL_MAP"]] if env.get("OBSCTL_MAP") else []), *(field_map or ())),
     )

@@ -48,9 +48,25 @@ app.add_typer(loki_app, name="loki")
 
 # -- files: trace, errors top, tail (heavy modules are imported inside the commands) ------------
 
+# Options shared by several commands, declared once.
 _PATHS_HELP = "Log files, directories or globs (default: the log directory, var/log)."
 Paths = Annotated[list[str] | None, typer.Argument(metavar="[PATH]...", help=_PATHS_HELP)]
 JsonFlag = Annotated[bool, typer.Option("--json", help="One JSON object per line on stdout.")]
+Since = Annotated[
+    str | None, typer.Option("--since", help="Start: a duration back (15m, 2h, 7d) or a time.")
+]
+Until = Annotated[
+    str | None, typer.Option("--until", help="End: a duration back or an RFC 3339 time.")
+]
+FieldMaps = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--map",
+        metavar="FIELD=KEY",
+        help="Read FIELD (a schema-v1 field: ts, level, correlation_id, internal_code…) from KEY"
+        " (dotted for nested) in logs of another shape; repeatable (env OBSCTL_MAP).",
+    ),
+]
 
 
 class GroupBy(StrEnum):
@@ -77,12 +93,15 @@ def trace(  # noqa: PLR0917 - typer maps each parameter to a flag
     loki_url: LokiUrl = None,
     selector: Selector = None,
     loki_since: LokiSince = None,
+    field_map: FieldMaps = None,
 ) -> None:
     """Follow one request: a summary in plain words, then its timeline across every log file."""
     from obsctl.cli import commands_files
     from obsctl.settings import resolve
 
-    settings = resolve(loki_url=loki_url, loki_selector=selector, loki_since=loki_since)
+    settings = resolve(
+        loki_url=loki_url, loki_selector=selector, loki_since=loki_since, field_map=field_map
+    )
     if follow and settings.loki_url:
         raise UsageError("--follow watches log files", hint="drop --follow when reading Loki")
     commands_files.trace(
@@ -96,23 +115,22 @@ def errors_top(  # noqa: PLR0917 - typer maps each parameter to a flag
     by: Annotated[GroupBy, typer.Option("--by", help="Group errors by this field.")] = (
         GroupBy.internal_code
     ),
-    since: Annotated[
-        str | None, typer.Option("--since", help="Start: a duration back (15m, 2h, 7d) or a time.")
-    ] = None,
-    until: Annotated[
-        str | None, typer.Option("--until", help="End: a duration back or an RFC 3339 time.")
-    ] = None,
+    since: Since = None,
+    until: Until = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="Show at most N groups.")] = 20,
     json_out: JsonFlag = False,
     loki_url: LokiUrl = None,
     selector: Selector = None,
     loki_since: LokiSince = None,
+    field_map: FieldMaps = None,
 ) -> None:
     """ERROR and CRITICAL records ranked by internal_code (or route, exception, status)."""
     from obsctl.cli import commands_files
     from obsctl.settings import resolve
 
-    settings = resolve(loki_url=loki_url, loki_selector=selector, loki_since=loki_since)
+    settings = resolve(
+        loki_url=loki_url, loki_selector=selector, loki_since=loki_since, field_map=field_map
+    )
     commands_files.errors_top(
         paths or [],
         by=by.value,
@@ -143,13 +161,13 @@ def tail(  # noqa: PLR0917 - typer maps each parameter to a flag
     grep: Annotated[
         str | None, typer.Option("--grep", help="Only records whose message matches this regex.")
     ] = None,
-    since: Annotated[
-        str | None, typer.Option("--since", help="Only records since (15m, 2h, or a time).")
-    ] = None,
+    since: Since = None,
     json_out: JsonFlag = False,
+    field_map: FieldMaps = None,
 ) -> None:
     """Show the latest log records readably, filtered; -f follows like tail -F."""
     from obsctl.cli import commands_files
+    from obsctl.settings import resolve
 
     commands_files.tail(
         paths or [],
@@ -161,6 +179,7 @@ def tail(  # noqa: PLR0917 - typer maps each parameter to a flag
         grep=grep,
         since=since,
         json_out=json_out,
+        settings=resolve(field_map=field_map),
     )
 
 

@@ -75,7 +75,7 @@ def _without_cycle_collection() -> Iterator[None]:
 def _follower(settings: Settings, paths: Sequence[str]) -> Follower:
     from obsctl.query.scan import Follower
 
-    return Follower(paths, default_dir=settings.log_dir)
+    return Follower(paths, default_dir=settings.log_dir, fields=pick.field_map(settings))
 
 
 def _trace(
@@ -292,7 +292,7 @@ def tail(
     logs = expand_paths(paths, default_dir=settings.log_dir)
     follower = _follower(settings, paths) if follow else None
     try:
-        records = last_records(logs, count, keep, damage)
+        records = last_records(logs, count, keep, damage, fields=pick.field_map(settings))
         output.report_damage(damage)
         if since and lines is None and len(records) >= count:
             output.notice(f"showing the last {count} records since {since}; use -n to choose")

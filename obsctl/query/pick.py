@@ -13,11 +13,12 @@ from collections.abc import Sequence
 from obsctl.analysis.analyse import ErrorReport
 from obsctl.errors import UsageError
 from obsctl.query.scan import Progress, collect_errors, find_trace_records
+from obsctl.readers.fields import FieldMap
 from obsctl.readers.parse import Record
 from obsctl.settings import Settings
 from obsctl.sources.files import Damage, expand_paths
 
-__all__ = ["error_report", "file_bytes", "trace_records"]
+__all__ = ["error_report", "field_map", "file_bytes", "trace_records"]
 
 
 def file_bytes(settings: Settings, paths: Sequence[str]) -> int:
@@ -40,7 +41,7 @@ def trace_records(
         _no_paths_with_loki(paths)
         return loki.trace_records(settings, query, damage)
     logs = expand_paths(paths, default_dir=settings.log_dir)
-    return find_trace_records(logs, query, damage, progress=progress)
+    return find_trace_records(logs, query, damage, progress=progress, fields=field_map(settings))
 
 
 def error_report(
@@ -62,9 +63,20 @@ def error_report(
         return loki.error_report(settings, by=by, since=since, until=until, now=now, damage=damage)
     logs = expand_paths(paths, default_dir=settings.log_dir)
     accumulator = collect_errors(
-        logs, by=by, since=since, until=until, damage=damage, progress=progress
+        logs,
+        by=by,
+        since=since,
+        until=until,
+        damage=damage,
+        progress=progress,
+        fields=field_map(settings),
     )
     return accumulator.report(now=now)
+
+
+def field_map(settings: Settings) -> FieldMap:
+    """The ``--map``/``OBSCTL_MAP`` pairs of this invocation (a bad pair is a usage error)."""
+    return FieldMap.parse(settings.field_map)
 
 
 def _no_paths_with_loki(paths: Sequence[str]) -> None:

@@ -23,7 +23,9 @@ from typing import IO, Any, Protocol, TypeVar
 import orjson
 
 from obsctl.analysis.analyse import ACCESS_MESSAGE, ErrorAccumulator, RecordFilter, level_rank
-from obsctl.readers.parse import Record, parse_line_checked, ts_to_epoch
+from obsctl.readers.fields import NO_MAP, FieldMap
+from obsctl.readers.parse import Record, parse_records_checked, ts_to_epoch
+from obsctl.readers.prefilter import error_needles
 from obsctl.sources import files
 from obsctl.sources.files import Buffer, Damage, LogFile, expand_paths, iter_blocks
 
@@ -174,7 +176,17 @@ def searchable(buf: Buffer) -> Searchable:
 def _lines_with(
     buf: Searchable, lo: int, hi: int, needles: Sequence[bytes]
 ) -> Iterator[tuple[int, int]]:
-    """``(start, end)`` of each line in ``buf[lo:hi]`` containing any needle (end at ``\\n``)."""
+    """``(start, end)`` of each line in ``buf[lo:hi]`` containing any needle (end at ``\\n``);
+    with no needle, every line."""
+    if not needles:
+        pos = lo
+        while pos < hi:
+            end = buf.find(b"\n", pos, hi)
+            if end < 0:
+                return
+            yield pos, end
+            pos = end + 1
+        return
     if len(needles) == 1:
         needle = needles[0]
         pos = lo
@@ -230,8 +242,10 @@ def find_trace_records(
     damage: Damage,
     *,
     progress: Progress | None = None,
+    fields: FieldMap = NO_MAP,
 ) -> list[Record]:
-    """Records whose ``correlation_id`` starts with ``query`` (the full ID or a prefix)."""
+    """Records whose ``correlation_id`` starts with ``query`` (the full ID or a prefix), in any
+    shape obsctl reads (the quoted ID is the one needle all shapes share)."""
     # With stringzilla the search itself is nearly free and mapping the pages is the cost, which
     # both cores share well (1 GB: 0.085 s against 0.14 s). With bytes.find a second process
     # was measured slower than one; several compressed files are always worth spreading.
@@ -244,35 +258,19 @@ def find_trace_records(
         damage.merge(hits.damage)
         source = tasks[hits.index].log.path
         for offset, line in hits.lines:
-            record, reason = parse_line_checked(
-                line, source=source, offset=offset, seq=(hits.index << 40) + offset
+            found, reason = parse_records_checked(
+                line, source=source, offset=offset, seq=(hits.index << 40) + offset, fields=fields
             )
-            if record is None:
-                if reason is not None:
-                    damage.line(reason, source)
-                continue
-            cid = record.correlation_id
-            if cid is not None and cid.startswith(query):
-                records.append(record)
+            if reason is not None:
+                damage.line(reason, source)
+            for record in found:  # an OTLP line holds records of other requests too
+                cid = record.correlation_id
+                if cid is not None and cid.startswith(query):
+                    records.append(record)
     return records
 
 
 # ------------------------------------------------------------------------------------ errors top
-
-_V1_NEEDLES = (b'"level":"ERROR"', b'"level":"CRITICAL"')
-_SPACED_NEEDLES = (b'"level": "ERROR"', b'"level": "CRITICAL"')
-_NATIVE_NEEDLES = (b'"name": "ERROR"', b'"name": "CRITICAL"')
-
-
-def _needles_for(head: bytes) -> tuple[bytes, ...]:
-    """Error pre-filters for a file, from its first bytes (Loguru's native shape or schema v1;
-    a writer using spaced separators still gets exact pre-filters)."""
-    head = head.lstrip(b"\x00 \t\r\n")
-    if head.startswith(b'{"text"'):
-        return _NATIVE_NEEDLES
-    if b'"level": "' in head:
-        return _V1_NEEDLES + _SPACED_NEEDLES
-    return _V1_NEEDLES
 
 
 def _file_head(log: LogFile) -> bytes:
@@ -326,23 +324,21 @@ def _access_in(
 
 
 def _error_fields(
-    line: bytes, source: str, damage: Damage
-) -> tuple[dict[str, Any], float | None] | None:
-    """The fields and epoch of a candidate line (orjson directly; the full parser for anything
-    unusual: damage, NaN, NUL runs, Loguru's native shape)."""
+    line: bytes, source: str, damage: Damage, fields: FieldMap
+) -> list[tuple[dict[str, Any], float | None]]:
+    """The fields and epoch of each record of a candidate line (orjson directly for schema v1;
+    the full parser for anything else: damage, NaN, NUL runs, the other shapes, ``--map``)."""
     try:
         doc = orjson.loads(line)
     except orjson.JSONDecodeError:
         doc = None
-    if not isinstance(doc, dict) or ("record" in doc and "text" in doc):
-        record, reason = parse_line_checked(line)
-        if record is None:
-            if reason is not None:
-                damage.line(reason, source)
-            return None
-        return record.data, record.epoch
-    ts = doc.get("ts")
-    return doc, ts_to_epoch(ts) if isinstance(ts, str) else None
+    if not fields and isinstance(doc, dict) and "correlation_id" in doc and "ts" in doc:
+        ts = doc.get("ts")
+        return [(doc, ts_to_epoch(ts) if isinstance(ts, str) else None)]
+    records, reason = parse_records_checked(line, fields=fields)
+    if reason is not None:
+        damage.line(reason, source)
+    return [(record.data, record.epoch) for record in records]
 
 
 def _bytes_before(path: str, offset: int) -> bytes:
@@ -359,15 +355,18 @@ class ErrorPart:
 
 
 class _ErrorWork:
-    def __init__(self, by: str, since: float | None, until: float | None) -> None:
+    def __init__(
+        self, by: str, since: float | None, until: float | None, fields: FieldMap = NO_MAP
+    ) -> None:
         self.by = by
         self.since = since
         self.until = until
+        self.fields = fields
 
     def __call__(self, task: Task) -> ErrorPart:
         part = ErrorPart(ErrorAccumulator(self.by, since=self.since, until=self.until))
         add = part.accumulator.add_fields
-        needles = _needles_for(_file_head(task.log))
+        needles = error_needles(_file_head(task.log), self.fields) or ()
         pending: list[tuple[dict[str, Any], float | None, bytes]] = []
         # A crash logs its error after its access line, which may sit just before this range.
         previous_tail = _bytes_before(task.log.path, task.start) if task.start else b""
@@ -419,31 +418,57 @@ class _ErrorWork:
             self._resolve(pending, buf, lo, min(hi, lo + ACCESS_WINDOW), add)
             pending = []
         for start, end in _lines_with(text, lo, hi, needles):
-            fields = _error_fields(bytes(buf[start:end]), source, part.damage)
-            if fields is None:
-                continue
-            data, epoch = fields
-            cid = data.get("correlation_id")
-            if not isinstance(cid, str) or not cid or data.get("route") or data.get("path"):
-                add(data, epoch)
-                continue
-            level = data.get("level")
-            if level not in _ERROR_LEVELS and (
-                not isinstance(level, str) or level_rank(level) < 40
+            for data, epoch in _error_fields(
+                bytes(buf[start:end]), source, part.damage, self.fields
             ):
-                continue
-            needle = cid.encode()
-            later = min(hi, end + ACCESS_WINDOW)
-            access = _access_in(buf, needle, end, later, backwards=False, text=text)
-            if access is None:
-                earlier = max(lo, start - ACCESS_WINDOW)
-                access = _access_in(buf, needle, earlier, start, backwards=True, text=text)
-            if access is None and start - lo < ACCESS_WINDOW and previous_tail:
-                access = _access_in(previous_tail, needle, 0, len(previous_tail), backwards=True)
-            if access is None and end + ACCESS_WINDOW > hi:
-                pending.append((data, epoch, needle))
-                continue
-            add(data, epoch, access)
+                pending = self._record(
+                    buf,
+                    text,
+                    data,
+                    epoch,
+                    span=(lo, hi),
+                    line=(start, end),
+                    pending=pending,
+                    previous_tail=previous_tail,
+                    add=add,
+                )
+        return pending
+
+    def _record(
+        self,
+        buf: Buffer,
+        text: Searchable,
+        data: dict[str, Any],
+        epoch: float | None,
+        *,
+        span: tuple[int, int],
+        line: tuple[int, int],
+        pending: list[tuple[dict[str, Any], float | None, bytes]],
+        previous_tail: bytes,
+        add: Callable[..., bool],
+    ) -> list[tuple[dict[str, Any], float | None, bytes]]:
+        """Count one error record, joined with its access line when it is near."""
+        lo, hi = span
+        start, end = line
+        cid = data.get("correlation_id")
+        if not isinstance(cid, str) or not cid or data.get("route") or data.get("path"):
+            add(data, epoch)
+            return pending
+        level = data.get("level")
+        if level not in _ERROR_LEVELS and (not isinstance(level, str) or level_rank(level) < 40):
+            return pending
+        needle = cid.encode()
+        later = min(hi, end + ACCESS_WINDOW)
+        access = _access_in(buf, needle, end, later, backwards=False, text=text)
+        if access is None:
+            earlier = max(lo, start - ACCESS_WINDOW)
+            access = _access_in(buf, needle, earlier, start, backwards=True, text=text)
+        if access is None and start - lo < ACCESS_WINDOW and previous_tail:
+            access = _access_in(previous_tail, needle, 0, len(previous_tail), backwards=True)
+        if access is None and end + ACCESS_WINDOW > hi:
+            pending.append((data, epoch, needle))
+            return pending
+        add(data, epoch, access)
         return pending
 
     @staticmethod
@@ -466,10 +491,11 @@ def collect_errors(
     until: float | None,
     damage: Damage,
     progress: Progress | None = None,
+    fields: FieldMap = NO_MAP,
 ) -> ErrorAccumulator:
     """ERROR and CRITICAL records of ``logs`` in ``[since, until)``, grouped ``by``."""
     total = ErrorAccumulator(by, since=since, until=until)
-    for part in _run(plan_tasks(logs), _ErrorWork(by, since, until), progress):
+    for part in _run(plan_tasks(logs), _ErrorWork(by, since, until, fields), progress):
         total.merge(part.accumulator)
         damage.merge(part.damage)
     return total
@@ -527,22 +553,26 @@ def _reverse_lines(log: LogFile, damage: Damage) -> Iterator[tuple[int, bytes]]:
             yield 0, carry
 
 
-def _last_in_file(log: LogFile, count: int, keep: RecordFilter, damage: Damage) -> list[Record]:
+def _last_in_file(
+    log: LogFile, count: int, keep: RecordFilter, damage: Damage, fields: FieldMap
+) -> list[Record]:
     needle = keep.needle()
     found: deque[Record] = deque(maxlen=count)
     if log.kind == "plain":
         for offset, line in _reverse_lines(log, damage):
             if needle is not None and needle not in line:
                 continue
-            record = _parsed(line, log.path, offset, damage)
-            if record is None:
+            records = _parsed(line, log.path, offset, damage, fields)
+            if not records:
                 continue
-            if keep.since is not None and record.epoch is not None and record.epoch < keep.since:
+            epoch = records[-1].epoch
+            if keep.since is not None and epoch is not None and epoch < keep.since:
                 break
-            if keep(record):
-                found.appendleft(record)
-                if len(found) >= count:
-                    break
+            for record in reversed(records):
+                if keep(record) and len(found) < count:
+                    found.appendleft(record)
+            if len(found) >= count:
+                break
         return list(found)
     for buf, lo, hi, base in iter_blocks(log, damage):
         chunk = bytes(buf[lo:hi])
@@ -551,22 +581,31 @@ def _last_in_file(log: LogFile, count: int, keep: RecordFilter, damage: Damage) 
             newline = chunk.find(b"\n", pos)
             line = chunk[pos:newline]
             if needle is None or needle in line:
-                record = _parsed(line, log.path, base + lo + pos, damage)
-                if record is not None and keep(record):
-                    found.append(record)
+                for record in _parsed(line, log.path, base + lo + pos, damage, fields):
+                    if keep(record):
+                        found.append(record)
             pos = newline + 1
     return list(found)
 
 
-def _parsed(line: bytes, source: str, offset: int, damage: Damage) -> Record | None:
-    record, reason = parse_line_checked(line, source=source, offset=offset, seq=offset)
-    if record is None and reason is not None:
+def _parsed(
+    line: bytes, source: str, offset: int, damage: Damage, fields: FieldMap = NO_MAP
+) -> list[Record]:
+    records, reason = parse_records_checked(
+        line, source=source, offset=offset, seq=offset, fields=fields
+    )
+    if reason is not None:
         damage.line(reason, source)
-    return record
+    return records
 
 
 def last_records(
-    logs: Sequence[LogFile], count: int, keep: RecordFilter, damage: Damage
+    logs: Sequence[LogFile],
+    count: int,
+    keep: RecordFilter,
+    damage: Damage,
+    *,
+    fields: FieldMap = NO_MAP,
 ) -> list[Record]:
     """The last ``count`` records (by time, over all files) that ``keep`` accepts."""
     if count <= 0:
@@ -575,7 +614,7 @@ def last_records(
 
     merged: list[Record] = []
     for index, log in enumerate(logs):
-        for record in _last_in_file(log, count, keep, damage):
+        for record in _last_in_file(log, count, keep, damage, fields):
             merged.append(
                 Record(
                     record.data,
@@ -612,8 +651,16 @@ class Follower:
     its start, a truncated file from its new start; a partial last line waits for its ``\\n``.
     Compressed files are history, not followed. Call :meth:`poll` repeatedly."""
 
-    def __init__(self, paths: Sequence[str], *, default_dir: str, from_start: bool = False) -> None:
+    def __init__(
+        self,
+        paths: Sequence[str],
+        *,
+        default_dir: str,
+        from_start: bool = False,
+        fields: FieldMap = NO_MAP,
+    ) -> None:
         self._paths = list(paths)
+        self._fields = fields
         self._default_dir = default_dir
         self._files: dict[tuple[int, int], _Followed] = {}
         self.damage = Damage()
@@ -674,9 +721,7 @@ class Follower:
         """Records completed since the last poll, in time order."""
         records = []
         for source, offset, line in self._scan(initial=False):
-            record = _parsed(line, source, offset, self.damage)
-            if record is not None:
-                records.append(record)
+            records.extend(_parsed(line, source, offset, self.damage, self._fields))
         records.sort(key=lambda r: r.ts)
         return records
 

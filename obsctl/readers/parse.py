@@ -1,6 +1,8 @@
-"""Parse one log line (bytes) into a :class:`Record` with schema v1 keys. Pure: no I/O.
+"""Parse one log line (bytes) into :class:`Record` s with schema v1 keys. Pure: no I/O.
 
-Two input shapes are accepted and normalised to the same record:
+Every common JSON shape is accepted and normalised to the same record (the others —
+structlog, python-json-logger, Elastic ECS, OpenTelemetry OTLP/JSON — in
+:mod:`obsctl.readers.shapes`); the two read here:
 
 * **schema v1** (contract 1, what foundation writes): one flat JSON object per line,
   ``{"ts":"2026-11-26T02:11:52.123456Z","level":"ERROR","correlation_id":"…",…}``;
@@ -9,8 +11,14 @@ Two input shapes are accepted and normalised to the same record:
   (``ts`` in UTC with microseconds, ``logger`` = ``record.name``, extras flattened, the
   ``correlation_id`` taken from ``extra.correlation_id`` or ``extra.request_id``).
 
-Use :func:`parse_line` when you only want records, :func:`parse_line_checked` when you also
-want to know why a line was refused (to count damaged input for the user).
+Use :func:`parse_records_checked` to read a line: it returns every record of the line (an OTLP
+line holds many) or why it was refused (to count damaged input for the user), and applies
+``--map`` (:class:`~obsctl.readers.fields.FieldMap`). :func:`parse_line_checked` and
+:func:`parse_line` return the first record only.
+
+``--json`` prints a record's line exactly as logged, except: Loguru's native shape (printed as
+schema v1), NaN tokens (below), and a record of a many-record OTLP line (printed as an OTLP line
+holding that record alone, with its resource and scope).
 
 Policy for bare ``NaN``/``Infinity`` tokens (Loguru writes them for float extras): they are
 accepted as floats; such a record has ``strict=False`` and ``--json`` re-serialises it with
@@ -26,6 +34,9 @@ from typing import Any
 
 import orjson
 
+from obsctl.readers.fields import NO_MAP, FieldMap
+from obsctl.readers.shapes import read_doc
+
 __all__ = [
     "MAX_LINE_BYTES",
     "SCHEMA_KEYS",
@@ -33,6 +44,7 @@ __all__ = [
     "as_int",
     "parse_line",
     "parse_line_checked",
+    "parse_records_checked",
     "ts_to_epoch",
 ]
 
@@ -276,15 +288,26 @@ def _load(line: bytes) -> tuple[object, bool] | str:
 
 
 def parse_line_checked(
-    raw: bytes, *, source: str = "", offset: int = 0, seq: int = 0
+    raw: bytes, *, source: str = "", offset: int = 0, seq: int = 0, fields: FieldMap = NO_MAP
 ) -> tuple[Record | None, str | None]:
-    """Parse one line; return ``(record, None)``, ``(None, reason)`` or ``(None, None)`` for blank.
+    """The first record of a line (see :func:`parse_records_checked`), or why it was refused."""
+    records, reason = parse_records_checked(
+        raw, source=source, offset=offset, seq=seq, fields=fields
+    )
+    return (records[0] if records else None), reason
+
+
+def parse_records_checked(
+    raw: bytes, *, source: str = "", offset: int = 0, seq: int = 0, fields: FieldMap = NO_MAP
+) -> tuple[list[Record], str | None]:
+    """Parse one line; return ``(records, None)``, ``([], reason)`` or ``([], None)`` for blank.
 
     ``raw`` may end with ``\\n``/``\\r\\n``. A leading run of NUL bytes (a zero-filled tail after a
     crash, then new writes) is dropped and the rest parsed; a line of only NULs is refused.
     Reasons: ``"corrupt"``, ``"non-UTF-8"``, ``"not a log record"``, ``"NUL-filled"``,
     ``"oversized"`` (more than :data:`MAX_LINE_BYTES`). ``source``/``offset``/``seq`` are copied
-    into the record (where it came from, and a tie-breaker for stable time ordering).
+    into the record (where it came from, and a tie-breaker for stable time ordering; the n-th
+    record of a many-record line gets ``seq + n``).
     """
     line = raw.rstrip(b"\r\n")
     first = line[:1]
@@ -292,33 +315,50 @@ def parse_line_checked(
         line = line.lstrip(b"\x00")
         first = line[:1]
         if not line.strip():
-            return None, NUL
+            return [], NUL
     if first != b"{" and not line.strip():  # a record starts with "{": not blank
-        return None, None
+        return [], None
     if len(line) > MAX_LINE_BYTES:
-        return None, "oversized"
+        return [], "oversized"
     try:  # the common case inline: one strict JSON object
         doc: object = _loads(line)
         strict = True
     except _JSONDecodeError:
         loaded = _load(line)
         if isinstance(loaded, str):
-            return None, loaded
+            return [], loaded
         doc, strict = loaded
     if not isinstance(doc, dict):
-        return None, NOT_RECORD
+        return [], NOT_RECORD
     if "record" in doc and "text" in doc and isinstance(doc["record"], dict):
-        return Record(_from_native(doc), line, False, source, offset, seq), None
-    ordered = doc
-    level = doc.get("level")
-    if isinstance(level, str) and not level.isupper():
-        ordered = dict(doc)
-        ordered["level"] = level.upper()
-    return Record(ordered, line, strict, source, offset, seq), None
+        values = _from_native(doc)
+        if fields:
+            extra = doc["record"].get("extra")
+            fields.apply(values, {**doc["record"], **(extra if isinstance(extra, dict) else {})})
+            values = _ordered(values)
+        return [Record(values, line, False, source, offset, seq)], None
+    if "correlation_id" in doc and "ts" in doc and "message" in doc and not fields:
+        # foundation's own schema v1: taken as it is (the hot path of trace and tail).
+        ordered = doc
+        level = doc.get("level")
+        if isinstance(level, str) and not level.isupper():
+            ordered = dict(doc)
+            ordered["level"] = level.upper()
+        return [Record(ordered, line, strict, source, offset, seq)], None
+    shaped = read_doc(doc)
+    if not shaped:
+        return [], NOT_RECORD
+    records = []
+    for index, (values, view, own) in enumerate(shaped):
+        if fields:
+            fields.apply(values, view)
+        raw_out, is_strict = (line, strict) if own is None else (own, True)
+        records.append(Record(_ordered(values), raw_out, is_strict, source, offset, seq + index))
+    return records, None
 
 
 def parse_line(raw: bytes) -> Record | None:
-    """Parse one log line (schema v1 or Loguru's native shape) into a :class:`Record`.
+    """Parse one log line (any shape obsctl reads) into its first :class:`Record`.
 
     Returns None for blank, damaged or non-record lines; never raises on any input bytes.
     """
