@@ -8,6 +8,7 @@ This module re-exports the names applications use; it holds no logic.
 
 from __future__ import annotations
 
+from foundation.celery_jobs import setup_celery
 from foundation.correlation import (
     astamp_correlation_id,
     get_correlation_id,
@@ -24,12 +25,14 @@ from foundation.exceptions import (
     DbUnavailable,
     DuplicateRecord,
     InvalidRequest,
+    JobQueueUnavailable,
     MethodNotAllowed,
     RecordNotFound,
     ReferenceViolation,
     RouteNotFound,
 )
 from foundation.handlers import add_exception_handlers
+from foundation.jobs import job_context, job_headers
 from foundation.logging import configure_logging
 from foundation.metrics import MetricsMiddleware, install_metrics
 from foundation.setup import setup
@@ -47,6 +50,7 @@ __all__ = [
     "DbUnavailable",
     "DuplicateRecord",
     "InvalidRequest",
+    "JobQueueUnavailable",
     "MethodNotAllowed",
     "MetricsMiddleware",
     "RecordNotFound",
@@ -58,7 +62,10 @@ __all__ = [
     "configure_logging",
     "get_correlation_id",
     "install_metrics",
+    "job_context",
+    "job_headers",
     "setup",
+    "setup_celery",
     "stamp_correlation_id",
     "with_correlation",
 ]

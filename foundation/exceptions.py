@@ -5,6 +5,7 @@
     │   ├── InvalidRequest      422  10422  body/query/path failed validation
     │   ├── RouteNotFound       404  10404  no route matches the path
     │   └── MethodNotAllowed    405  10405  the route exists, the method does not
+    ├── JobQueueUnavailable     503  25001  a background job could not be handed to its queue
     └── DbException             500  20000  the database failed in a way we do not classify
         ├── RecordNotFound      404  21101  the row asked for does not exist
         ├── DuplicateRecord     409  21102  a unique constraint refused the write
@@ -115,6 +116,15 @@ class MethodNotAllowed(ApiException):
     internal_code = 10405
     internal_message = "The route does not accept this method."
     log_level = "WARNING"
+
+
+class JobQueueUnavailable(AppException):
+    """The broker could not be reached in time to enqueue a background job (nothing was sent)."""
+
+    http_code = 503
+    external_message = "The service is temporarily unavailable, please retry."
+    internal_code = 25001
+    internal_message = "Job queue unavailable."
 
 
 class DbException(AppException):
