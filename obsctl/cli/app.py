@@ -183,6 +183,37 @@ def tail(  # noqa: PLR0917 - typer maps each parameter to a flag
     )
 
 
+@app.command()
+def serve(  # noqa: PLR0917 - typer maps each parameter to a flag
+    paths: Paths = None,
+    listen: Annotated[
+        str, typer.Option("--listen", help="HOST:PORT to serve on (port 0: a free one).")
+    ] = "127.0.0.1:8080",
+    audit_log: Annotated[
+        str | None,
+        typer.Option("--audit-log", help="Also append the audit lines (one per lookup) here."),
+    ] = None,
+    lookup_timeout: Annotated[
+        float, typer.Option("--lookup-timeout", help="Give up a lookup after this many seconds.")
+    ] = 30.0,
+    loki_url: LokiUrl = None,
+    selector: Selector = None,
+    loki_since: LokiSince = None,
+) -> None:
+    """Serve trace and errors pages for support staff (token in OBSCTL_SERVE_TOKEN)."""
+    from obsctl.cli import commands_serve
+    from obsctl.settings import resolve
+
+    settings = resolve(loki_url=loki_url, loki_selector=selector, loki_since=loki_since)
+    commands_serve.serve(
+        paths or [],
+        listen=listen,
+        settings=settings,
+        audit_log=audit_log,
+        lookup_timeout=lookup_timeout,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point: run the app and map typed errors to exit codes.
 

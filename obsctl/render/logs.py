@@ -27,6 +27,8 @@ __all__ = [
     "render_record",
     "render_timeline_entry",
     "render_trace",
+    "spark",
+    "traceback_lines",
 ]
 
 
@@ -115,23 +117,28 @@ def _exception_line(exc: dict[str, Any] | None) -> Text | None:
 def _traceback(exc: dict[str, Any] | None) -> Text | None:
     """The traceback with runs of framework frames (installed packages, the standard library)
     folded into one dimmed line: what is left is the application's own code."""
-    if not exc:
+    lines = traceback_lines(exc)
+    if not lines:
         return None
-    tb = exc.get("traceback")
+    text = Text()
+    for index, (line, folded) in enumerate(lines):
+        if index:
+            text.append("\n")
+        text.append(line, style="dim" if folded else "")
+    return text
+
+
+def traceback_lines(exc: dict[str, Any] | None) -> list[tuple[str, bool]]:
+    """The traceback's lines, escaped, framework frames folded, each with ``True`` when obsctl
+    wrote it in place of hidden lines (shown dimmed); empty when there is no traceback."""
+    tb = exc.get("traceback") if exc else None
     if not isinstance(tb, str) or not tb.strip():
-        return None
+        return []
     lines = _fold_framework_frames(tb.rstrip("\n").split("\n"))
     if len(lines) > 60:
         lines = [*lines[:20], _Folded(f"… {len(lines) - 40} lines …"), *lines[-20:]]
-    text = Text()
-    for index, line in enumerate(lines):
-        if index:
-            text.append("\n")
-        if isinstance(line, _Folded):  # its indent came from the log: escaped too
-            text.append(escape(line, limit=400), style="dim")
-        else:
-            text.append(escape(line, limit=400))
-    return text
+    # A folded line's indent came from the log: escaped like the others.
+    return [(escape(line, limit=400), isinstance(line, _Folded)) for line in lines]
 
 
 class _Folded(str):
@@ -332,7 +339,7 @@ def render_timeline_entry(entry: TimelineEntry) -> Text:
 _SPARKS = " ▁▂▃▄▅▆▇█"
 
 
-def _spark(trend: tuple[int, ...]) -> str:
+def spark(trend: tuple[int, ...]) -> str:
     top = max(trend, default=0)
     if top == 0:
         return " " * len(trend)
@@ -430,7 +437,7 @@ def _error_table(report: ErrorReport, limit: int | None, width: int) -> Renderab
         if show_seen:
             cells.append(Text(f"{_short_time(group.first_seen)}\n{_short_time(group.last_seen)}"))
         if show_trend:
-            cells.append(Text(_spark(group.trend), style="red"))
+            cells.append(Text(spark(group.trend), style="red"))
         sample = escape(group.sample_correlation_id or "-", limit=80)
         cells.append(Text(sample if show_seen else sample[:_SHORT_ID]))
         table.add_row(*cells)

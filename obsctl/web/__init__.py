@@ -1,0 +1,1 @@
+"""``obsctl serve``: the same answers as the CLI, as read-only web pages for support staff."""
