@@ -5,7 +5,8 @@ Users keep ``from loguru import logger``. ``configure_logging`` installs:
 - a patcher that puts the current correlation ID into every record's ``extra``;
 - a file sink ``<log_dir>/<service>.jsonl`` (``<service>-<pid>.jsonl`` when several worker
   processes share a directory: one rotating file per process, so no process renames a file
-  another is appending to) with rotation, retention and compression;
+  another is appending to), rotated in the log call (a rename) while compression and retention
+  run in a background thread (``foundation.logfiles``);
 - a stdout sink: the same JSON lines when stdout is not a terminal, readable colours when it is;
 - interception of stdlib ``logging`` (uvicorn, SQLAlchemy, third parties) into those sinks.
 
@@ -49,6 +50,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 import orjson
 from asgi_correlation_id import correlation_id
 from loguru import logger
+
+from foundation.logfiles import Retention, RotatingFile, Rotation, parse_compression
 
 if TYPE_CHECKING:
     from loguru import Message, Record
@@ -355,44 +358,6 @@ def _add_correlation_id(record: Record) -> None:
             extra["correlation_id"] = cid
 
 
-class _SizeRotation:
-    """Loguru size rotation without a ``seek``/``tell`` per record.
-
-    Loguru's own size check asks the file for its size at every write; this one asks once per
-    file and then counts what was written (characters: lines are ASCII but for the rare raw
-    non-ASCII text, so the file may exceed the limit by a little, never by much).
-    """
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._file: object | None = None
-        self._size = 0
-
-    def __call__(self, message: str, file: TextIO) -> bool:
-        if file is not self._file:
-            self._file = file
-            file.seek(0, os.SEEK_END)
-            self._size = file.tell()
-        self._size += len(message)
-        return self._size > self.limit
-
-
-def _rotation(rotation: str | int | None) -> object:
-    """Size limits (``"100 MB"``, or bytes) become ``_SizeRotation``; the rest goes to Loguru."""
-    from loguru._string_parsers import parse_size  # Loguru's own parser for "100 MB" and friends
-
-    if isinstance(rotation, int) and not isinstance(rotation, bool):
-        return _SizeRotation(rotation)
-    if isinstance(rotation, str):
-        try:
-            size = parse_size(rotation)  # type: ignore[no-untyped-call]
-        except ValueError:
-            size = None
-        if size is not None:
-            return _SizeRotation(int(size))
-    return rotation
-
-
 class _GuardedSink:
     """A sink that never raises into the application.
 
@@ -624,9 +589,11 @@ def configure_logging(
     terminal. ``per_process=None`` detects several workers (uvicorn ``--workers``, gunicorn,
     ``WEB_CONCURRENCY``) and then writes ``<service>-<pid>.jsonl``.
     """
-    from loguru._file_sink import FileSink  # Loguru's rotating file, wrapped by _GuardedSink
-
     env = os.environ if env is None else env
+    # Parsed before anything is replaced: a bad value fails here, with the old handlers intact.
+    rotation_rule = Rotation.parse(rotation)
+    retention_rule = Retention.parse(retention)
+    compress = parse_compression(compression)
     renderer = JsonRenderer(service=service, redact=tuple(redact), max_field_chars=max_field_chars)
     logger.remove()
     logger.configure(patcher=_add_correlation_id, extra={})
@@ -639,15 +606,13 @@ def configure_logging(
         several = _several_workers(env) if per_process is None else per_process
         name = f"{service}-{os.getpid()}.jsonl" if several else f"{service}.jsonl"
         log_file = Path(log_dir) / name
-        file_sink = FileSink(  # type: ignore[no-untyped-call]
-            str(log_file),
-            rotation=_rotation(rotation),
-            retention=retention,
-            compression=compression,
-            delay=True,  # opened at the first record, inside the guard: a bad directory never
-            mode="ab",  # fails start-up. Unbuffered bytes: one write(2) per record, in the
-            buffering=0,  # kernel when the call returns, whole lines appended (O_APPEND)
-            encoding=None,
+        file_sink = RotatingFile(  # opened at the first record, inside the guard: a bad
+            str(log_file.parent),  # directory never fails start-up
+            service,
+            per_process=several,
+            rotation=rotation_rule,
+            retention=retention_rule,
+            compress=compress,
         )
         guarded = _GuardedSink(file_sink, str(log_file), binary=True)
         sinks.append(guarded)

@@ -257,7 +257,7 @@ def test_alloy_labels_streams_by_service_and_level_only() -> None:
     assert set(re.findall(r'"([a-z_]+)"\s*=', targets)) == {"__path__", "__path_exclude__"}
 
 
-def test_alloy_ships_live_files_and_skips_the_ones_loguru_rotated(tmp_path: Path) -> None:
+def test_alloy_ships_live_files_and_skips_rotated_ones(tmp_path: Path) -> None:
     targets = _alloy_block(r'local\.file_match "foundation"')
     include = re.search(r'"__path__"\s*=\s*"/logs/([^"]+)"', targets)
     exclude = re.search(r'"__path_exclude__"\s*=\s*"/logs/([^"]+)"', targets)
@@ -283,3 +283,5 @@ def test_alloy_ships_live_files_and_skips_the_ones_loguru_rotated(tmp_path: Path
     for name in ("rot.jsonl", "shop-12345.jsonl"):
         assert not fnmatch.fnmatch(name, exclude[1])
     assert fnmatch.fnmatch(rotated[0] + ".gz", exclude[1])
+    # Files rotated by Loguru itself (foundation before it rotated its own files) too.
+    assert fnmatch.fnmatch("rot.2025-03-01_14-05-09_123456.jsonl.gz", exclude[1])

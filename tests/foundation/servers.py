@@ -187,7 +187,12 @@ def log_lines(log_dir: Path) -> list[bytes]:
     lines: list[bytes] = []
     if not log_dir.exists():
         return lines
+    names = {path.name for path in log_dir.iterdir()}
     for path in sorted(log_dir.iterdir()):
+        # As readers must (README, archive format): hidden files (an archive being written)
+        # are skipped, and so is an archive whose plain file is not yet unlinked.
+        if path.name.startswith(".") or (path.name.endswith(".gz") and path.name[:-3] in names):
+            continue
         if path.name.endswith(".gz"):
             data = gzip.decompress(path.read_bytes())
         elif ".jsonl" in path.name:
