@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from foundation.logging import log_record
+from foundation.logging import current_logging, log_record
 from foundation.routing import route_template
 
 ACCESS_MESSAGE = "request finished"
@@ -43,13 +43,23 @@ class AccessLogMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            fields = {
-                "method": scope["method"],
-                "path": scope["path"],
-                "route": route_template(scope, root_path),
-                # No response at all, or one cut short after its status line (an error while
-                # streaming): the client did not get what the status said, so it counts as 500.
-                "status": status if complete else 500,
-                "duration_ms": round((time.perf_counter() - start) * 1000.0, 3),
-            }
-            log_record("INFO", ACCESS_MESSAGE, __name__, fields)
+            method: str = scope["method"]
+            path: str = scope["path"]
+            route = route_template(scope, root_path)
+            # No response at all, or one cut short after its status line (an error while
+            # streaming): the client did not get what the status said, so it counts as 500.
+            if not complete:
+                status = 500
+            duration_ms = round((time.perf_counter() - start) * 1000.0, 3)
+            config = current_logging()
+            if config is None or not config.access(
+                ACCESS_MESSAGE, __name__, method, path, route, status, duration_ms
+            ):
+                fields = {
+                    "method": method,
+                    "path": path,
+                    "route": route,
+                    "status": status,
+                    "duration_ms": duration_ms,
+                }
+                log_record("INFO", ACCESS_MESSAGE, __name__, fields)

@@ -20,7 +20,7 @@ Durability: the file is written unbuffered and synchronously, one ``write(2)`` p
 (Loguru's ``enqueue=True`` costs 4-5x in throughput and loses queued records on SIGTERM), so a
 record is in the kernel when the logging call returns.
 
-Speed: JSON sinks do their work in Loguru's filter step (``_JsonWriter``), and foundation's own
+Speed: JSON sinks do their work in Loguru's filter step (``_json_writer``), and foundation's own
 lines (access line, handlers' errors) skip Loguru when its JSON sinks are the only handlers
 (``LoggingConfig.emit``).
 
@@ -40,7 +40,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -81,6 +81,7 @@ _ACCESS_KEYS = ("method", "path", "route", "status", "duration_ms")
 # Extras already written in their contract position; any other extra named like a core key
 # (``service``, ``message``...) is kept as ``extra_<name>``.
 _PLACED = frozenset(("correlation_id", *_ERROR_KEYS, "exception", *_ACCESS_KEYS))
+_ORDERED_EXTRAS = frozenset((*_ERROR_KEYS, *_ACCESS_KEYS))
 
 # Characters that JSON allows raw but that split lines (U+2028/2029, NEL) for some readers or
 # drive terminals (C1 controls incl. 0x9b CSI, bidi overrides): escaped (\\u2028). Matched on
@@ -119,27 +120,50 @@ class JsonRenderer:
     _patterns: tuple[str, ...] = field(init=False, default=())
     _sensitive: dict[str, bool] = field(init=False, default_factory=dict)
     _second: tuple[int, str] = field(init=False, default=(-1, ""))
+    _moment: tuple[tuple[Any, ...], str] = field(init=False, default=((), ""))
+    _access_redacted: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
         self._patterns = tuple(p.lower().replace("-", "_") for p in self.redact)
+        self._access_redacted = any(self.is_sensitive(key) for key in _ACCESS_KEYS)
 
     # -- steps of the pipeline ------------------------------------------------------------
 
     def timestamp(self, moment: datetime) -> str:
-        """RFC 3339 UTC with microseconds; the formatting of the second is cached."""
-        return self._format_time(int(moment.timestamp()), moment.microsecond)
+        """RFC 3339 UTC with microseconds; the formatting of the second is cached.
 
-    def _format_time(self, second: int, microsecond: int) -> str:
+        The cache is keyed on the datetime's own fields (its zone included): converting an
+        aware datetime to epoch seconds costs more than formatting the rest of the line.
+        """
+        key = (
+            moment.second,
+            moment.minute,
+            moment.hour,
+            moment.day,
+            moment.month,
+            moment.year,
+            moment.tzinfo,
+        )
+        cached_key, prefix = self._moment
+        if key != cached_key:
+            prefix = self._prefix(int(moment.timestamp()))
+            self._moment = (key, prefix)
+        return "%s.%06dZ" % (prefix, moment.microsecond)  # noqa: UP031 - 50 ns under the f-string
+
+    def _prefix(self, second: int) -> str:
         cached_second, prefix = self._second
         if second != cached_second:
             prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
             self._second = (second, prefix)
-        return f"{prefix}.{microsecond:06d}Z"
+        return prefix
 
     def now(self) -> str:
         """The current time, formatted like ``timestamp``."""
-        nanoseconds = time.time_ns()
-        return self._format_time(nanoseconds // 1_000_000_000, nanoseconds // 1000 % 1_000_000)
+        second, nanoseconds = divmod(time.time_ns(), 1_000_000_000)
+        cached_second, prefix = self._second
+        if second != cached_second:
+            prefix = self._prefix(second)
+        return "%s.%06dZ" % (prefix, nanoseconds // 1000)  # noqa: UP031 - see timestamp
 
     def is_sensitive(self, key: str) -> bool:
         known = self._sensitive.get(key)
@@ -201,6 +225,7 @@ class JsonRenderer:
         return fields
 
     def fields(self, record: Record) -> dict[str, Any]:
+        extra = record["extra"]
         return self.assemble(
             self.timestamp(record["time"]),
             record["level"].name,
@@ -208,8 +233,10 @@ class JsonRenderer:
             record["name"],
             record["function"],
             record["line"],
-            record["extra"],
-            self.exception(record),
+            extra,
+            None
+            if record["exception"] is None and "_exception" not in extra
+            else self.exception(record),
         )
 
     def assemble(  # noqa: PLR0917 - one positional per contract key, on the hot path
@@ -243,27 +270,95 @@ class JsonRenderer:
             out["line"] = line
         # Skip the extras pass when the correlation ID is the only extra (the common case).
         if len(extra) > ("correlation_id" in extra) or exception is not None:
-            for key in _ERROR_KEYS:
-                if key in extra:
-                    out[key] = self.clean(key, extra[key])
-            if exception is not None:
-                out["exception"] = exception
-            for key in _ACCESS_KEYS:
-                if key in extra:
-                    out[key] = self.clean(key, extra[key])
-            for key, value in extra.items():
+            if exception is not None or not _ORDERED_EXTRAS.isdisjoint(extra):
+                for key in _ERROR_KEYS:
+                    if key in extra:
+                        out[key] = self.clean(key, extra[key])
+                if exception is not None:
+                    out["exception"] = exception
+                for key in _ACCESS_KEYS:
+                    if key in extra:
+                        out[key] = self.clean(key, extra[key])
+            sensitive = self._sensitive
+            limit = self.max_field_chars
+            for key, raw in extra.items():
                 if key in _PLACED or key[:1] == "_":
                     continue
-                name = key if key not in out else f"extra_{key}"
-                out[name] = self.clean(key, value)
+                # ``clean`` inlined for what most extras are: short strings, ints, bools, None
+                # under a name already known not to be sensitive.
+                kind = type(raw)
+                if sensitive.get(key) is False and (
+                    kind is int
+                    or (kind is str and len(raw) <= limit)
+                    or raw is None
+                    or kind is bool
+                ):
+                    value = raw
+                else:
+                    value = self.clean(key, raw)
+                out[key if key not in out else f"extra_{key}"] = value
+        return out
+
+    def access_fields(  # noqa: PLR0917 - one positional per key, on the hot path
+        self,
+        ts: str,
+        cid: str | None,
+        message: str,
+        name: str,
+        method: str,
+        path: str,
+        route: str,
+        status: int,
+        duration_ms: float,
+    ) -> dict[str, Any]:
+        """What ``assemble`` makes of an access line, without its generic passes.
+
+        The five fields' types are known (the method, path and route strings only need their
+        cap); a redaction pattern that matches one of their names takes the generic path.
+        """
+        if self._access_redacted:
+            extra = {
+                "method": method,
+                "path": path,
+                "route": route,
+                "status": status,
+                "duration_ms": duration_ms,
+            }
+            if cid:
+                extra["correlation_id"] = cid
+            return self.assemble(ts, "INFO", message, name, None, None, extra)
+        limit = self.max_field_chars
+        out: dict[str, Any] = {"ts": ts, "level": "INFO"}
+        if cid:
+            out["correlation_id"] = cid
+        out["message"] = message if len(message) <= limit else _truncate(message, limit)
+        if self.service:
+            out["service"] = self.service
+        if name:
+            out["logger"] = name
+        out["method"] = method if len(method) <= limit else _truncate(method, limit)
+        out["path"] = path if len(path) <= limit else _truncate(path, limit)
+        out["route"] = route if len(route) <= limit else _truncate(route, limit)
+        out["status"] = status
+        out["duration_ms"] = duration_ms
         return out
 
     def serialize(self, out: dict[str, Any]) -> bytes:
+        return self._dumps(out, 0)
+
+    def _dumps(self, out: dict[str, Any], option: int) -> bytes:
         try:
-            data = orjson.dumps(out, default=self._default, option=orjson.OPT_NON_STR_KEYS)
-        except (TypeError, orjson.JSONEncodeError):
-            # Lone surrogates, or an object whose serialisation failed: coerce every string.
-            data = orjson.dumps(_scrub(out, self.max_field_chars))
+            # Keys are strings but for the rarest records: orjson is much faster without
+            # OPT_NON_STR_KEYS, and refuses a non-string key, which the next try accepts.
+            data = orjson.dumps(out, default=self._default, option=option)
+        except TypeError:  # orjson.JSONEncodeError included
+            try:
+                data = orjson.dumps(
+                    out, default=self._default, option=option | orjson.OPT_NON_STR_KEYS
+                )
+            except TypeError:
+                # Lone surrogates, or an object whose serialisation failed: coerce every string.
+                data = orjson.dumps(_scrub(out, self.max_field_chars), option=option)
         if not data.isascii():
             data = _UNSAFE_UTF8.sub(_escape_unsafe, data)
         return data
@@ -274,7 +369,7 @@ class JsonRenderer:
     def render(self, record: Record) -> bytes:
         """The record's line, ``\\n`` included; never raises (a rendering bug keeps the record)."""
         try:
-            return self.serialize(self.fields(record)) + b"\n"
+            return self._dumps(self.fields(record), orjson.OPT_APPEND_NEWLINE)
         except Exception as exc:
             fallback = {
                 "ts": self.timestamp(record["time"]),
@@ -294,22 +389,28 @@ class JsonRenderer:
         return line
 
 
-class _JsonWriter:
-    """Writes a record's JSON line to one sink from inside Loguru's filter step.
+def _json_writer(renderer: JsonRenderer, sink: _GuardedSink) -> Callable[[Record], bool]:
+    """The filter that writes a record's JSON line to one sink from inside Loguru's filter step.
 
     Loguru calls a handler's filter with the record before it formats anything. foundation's
-    JSON sinks do all their work there (render once per record, write the bytes) and answer
-    ``False``, so Loguru skips the record copy, format and message object it would otherwise
-    build for nothing. Level filtering still happens first, in Loguru.
+    JSON sinks do all their work there (render once per record, shared by the JSON sinks
+    through the record's extras, write the bytes) and answer ``False``, so Loguru skips the
+    record copy, format and message object it would otherwise build for nothing. Level
+    filtering still happens first, in Loguru. A closure rather than an object with
+    ``__call__``: it runs once per record and sink.
     """
+    render = renderer.render
+    write = sink.write
 
-    def __init__(self, renderer: JsonRenderer, sink: _GuardedSink) -> None:
-        self._line = renderer.line
-        self._write = sink.write
-
-    def __call__(self, record: Record) -> bool:
-        self._write(self._line(record))
+    def write_json(record: Record) -> bool:
+        extra = record["extra"]
+        line = extra.get("_json")
+        if line is None:
+            line = extra["_json"] = render(record)
+        write(line)
         return False
+
+    return write_json
 
 
 def _safe_str(value: object) -> str:
@@ -382,7 +483,11 @@ class _GuardedSink:
 
     def write(self, message: Message | str | bytes) -> None:
         try:
-            if isinstance(message, bytes) and not self._binary:
+            if self._binary:  # foundation's file: whole lines of bytes, one write(2) each
+                with self._write_lock:
+                    self._target.write(message)
+                return
+            if isinstance(message, bytes):
                 message = message.decode()
             with self._write_lock:
                 self._target.write(message)
@@ -452,11 +557,26 @@ class LoggingConfig:
     renderer: JsonRenderer
     json_sinks: tuple[_GuardedSink, ...] = ()
     level_no: int = 20
+    # Loguru's handler dict right after configuration (see ``_direct``).
+    handlers_seen: object = field(default=None, repr=False, compare=False)
 
     @property
     def dropped_records(self) -> int:
         """Records that a sink could not write (disk full, unwritable directory)."""
         return sum(sink.dropped for sink in self.sinks)
+
+    def _direct(self) -> bool:
+        """Whether foundation's own lines may skip Loguru: its JSON sinks are the only handlers.
+
+        Loguru replaces its handler dict on every ``add``/``remove``, so the dict seen at
+        configuration time answers in one identity check; any other dict is compared by ids.
+        """
+        if not self.json_sinks or len(self.json_sinks) != len(self.handler_ids):
+            return False
+        handlers = getattr(_loguru_core, "handlers", None)
+        if handlers is self.handlers_seen and handlers is not None:
+            return True
+        return isinstance(handlers, dict) and sorted(handlers) == sorted(self.handler_ids)
 
     def emit(
         self,
@@ -474,13 +594,7 @@ class LoggingConfig:
         handler is one of foundation's JSON sinks (no terminal format, no sink added by the
         application); otherwise returns ``False`` and the caller logs through Loguru.
         """
-        handlers = getattr(getattr(logger, "_core", None), "handlers", None)
-        if (
-            not self.json_sinks
-            or len(self.json_sinks) != len(self.handler_ids)
-            or handlers is None
-            or len(handlers) != len(self.handler_ids)
-        ):
+        if not self._direct():
             return False
         level_no = _LEVEL_NUMBERS.get(level)
         if level_no is None:
@@ -499,8 +613,26 @@ class LoggingConfig:
             {"correlation_id": cid, **extra} if cid else extra,
             exception,
         )
+        return self._write(fields)
+
+    def access(  # noqa: PLR0917 - one positional per field of the access line
+        self, message: str, name: str, method: str, path: str, route: str, status: int, ms: float
+    ) -> bool:
+        """The access line (INFO), like ``emit`` would write it, without its generic passes."""
+        if not self._direct():
+            return False
+        if self.level_no > _INFO:
+            return True
+        renderer = self.renderer
+        return self._write(
+            renderer.access_fields(
+                renderer.now(), correlation_id.get(), message, name, method, path, route, status, ms
+            )
+        )
+
+    def _write(self, fields: dict[str, Any]) -> bool:
         try:
-            line = renderer.serialize(fields) + b"\n"
+            line = self.renderer._dumps(fields, orjson.OPT_APPEND_NEWLINE)
         except Exception:
             return False
         for sink in self.json_sinks:
@@ -511,6 +643,9 @@ class LoggingConfig:
 _installed: list[LoggingConfig] = []
 _LEVEL_NUMBERS = {"TRACE": 5, "DEBUG": 10, "INFO": 20, "SUCCESS": 25, "WARNING": 30, "ERROR": 40}
 _LEVEL_NUMBERS["CRITICAL"] = 50
+_INFO = _LEVEL_NUMBERS["INFO"]
+# Loguru's dispatcher (one per process); its ``handlers`` dict is what ``_direct`` checks.
+_loguru_core = getattr(logger, "_core", None)
 
 
 def log_record(
@@ -652,6 +787,7 @@ def configure_logging(
         handler_ids=tuple(handler_ids),
         sinks=tuple(sinks),
         renderer=renderer,
+        handlers_seen=getattr(_loguru_core, "handlers", None),
     )
     _installed[:] = [config]
     return config
@@ -659,9 +795,9 @@ def configure_logging(
 
 def _add_json_handler(sink: _GuardedSink, renderer: JsonRenderer, level: str | int) -> int:
     return logger.add(
-        sink,  # its write() is never called: _JsonWriter writes from the filter step
+        sink,  # its write() is never called: the filter writes (_json_writer)
         level=level,
-        filter=_JsonWriter(renderer, sink),
+        filter=_json_writer(renderer, sink),
         format="{message}",
         colorize=False,
         backtrace=False,
