@@ -16,6 +16,7 @@ DEFAULT_TIMEOUT = 10.0
 DEFAULT_LOKI_SELECTOR = '{service=~".+"}'
 DEFAULT_MAX_RESPONSE_MB = 256
 DEFAULT_LOKI_SINCE = "24h"
+DEFAULT_LOKI_MAX_RANGE = "7d"
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +38,9 @@ class Settings:
     # ``--map FIELD=KEY`` items, OBSCTL_MAP's first (a later pair for a field wins); read by
     # obsctl.readers.fields.FieldMap.parse where records are read.
     field_map: tuple[str, ...] = ()
+    # The longest time range trace asks Loki for: how far a v7 lookup widens around the time in
+    # the ID before answering "nothing matched", and what --all searches.
+    loki_max_range: str = DEFAULT_LOKI_MAX_RANGE
 
 
 def _pick(flag: str | None, env: Mapping[str, str], name: str) -> str | None:
@@ -103,4 +107,5 @@ def resolve(
         max_response_bytes=max_response_bytes,
         loki_since=_pick(loki_since, env, "OBSCTL_LOKI_SINCE") or DEFAULT_LOKI_SINCE,
         field_map=(*([env["OBSCTL_MAP"]] if env.get("OBSCTL_MAP") else []), *(field_map or ())),
+        loki_max_range=env.get("OBSCTL_LOKI_MAX_RANGE") or DEFAULT_LOKI_MAX_RANGE,
     )

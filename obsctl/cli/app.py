@@ -90,12 +90,31 @@ def trace(  # noqa: PLR0917 - typer maps each parameter to a flag
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Keep watching for new lines of this ID.")
     ] = False,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", help="Only lines from then on: a duration back (7d) or a time."),
+    ] = None,
+    until: Annotated[
+        str | None,
+        typer.Option("--until", help="Only lines up to then: a duration back or a time."),
+    ] = None,
+    everything: Annotated[
+        bool,
+        typer.Option(
+            "--all",
+            help="Search everything (every file; Loki: OBSCTL_LOKI_MAX_RANGE back), not just "
+            "around the time in a UUIDv7 ID.",
+        ),
+    ] = False,
     loki_url: LokiUrl = None,
     selector: Selector = None,
     loki_since: LokiSince = None,
     field_map: FieldMaps = None,
 ) -> None:
-    """Follow one request: a summary in plain words, then its timeline across every log file."""
+    """Follow one request: a summary in plain words, then its timeline across every log file.
+
+    A UUIDv7 ID carries the time it was issued: only the files, file ranges and archive
+    members around that time are read (widening when they hold nothing)."""
     from obsctl.cli import commands_files
     from obsctl.settings import resolve
 
@@ -105,7 +124,14 @@ def trace(  # noqa: PLR0917 - typer maps each parameter to a flag
     if follow and settings.loki_url:
         raise UsageError("--follow watches log files", hint="drop --follow when reading Loki")
     commands_files.trace(
-        correlation_id, paths or [], json_out=json_out, follow=follow, settings=settings
+        correlation_id,
+        paths or [],
+        json_out=json_out,
+        follow=follow,
+        since=since,
+        until=until,
+        everything=everything,
+        settings=settings,
     )
 
 

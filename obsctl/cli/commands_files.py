@@ -24,6 +24,7 @@ from obsctl.sources.files import Damage
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
+    from obsctl.query.lookup import Lookup
     from obsctl.query.scan import Follower
 
 __all__ = ["errors_top", "tail", "trace"]
@@ -37,19 +38,42 @@ def trace(
     *,
     json_out: bool,
     follow: bool,
+    since: str | None = None,
+    until: str | None = None,
+    everything: bool = False,
     settings: Settings | None = None,
 ) -> None:
     """Print the summary and timeline (or the JSON lines) of one request."""
     settings = settings or resolve()
     query = analyse.normalise_id(correlation_id)
     analyse.check_prefix(query)
+    bounds = _trace_bounds(query, since=since, until=until, everything=everything)
     # Positions are taken before the scan, so no line written meanwhile is missed.
     follower = _follower(settings, paths) if follow else None
     try:
-        _trace(settings, query, paths, json_out=json_out, follower=follower)
+        _trace(settings, query, paths, bounds, json_out=json_out, follower=follower)
     finally:
         if follower is not None:
             follower.close()
+
+
+def _trace_bounds(
+    query: str, *, since: str | None, until: str | None, everything: bool
+) -> pick.TraceBounds:
+    """Where to look: the flags, else the time in a v7 ID (when it can be trusted)."""
+    from obsctl.analysis.idtime import trusted_id_time
+
+    now = time.time()
+    if everything and (since or until):
+        raise UsageError("--all and --since/--until both given", hint="use one of them")
+    start = analyse.parse_time_bound(since, now=now, flag="--since") if since else None
+    end = analyse.parse_time_bound(until, now=now, flag="--until") if until else None
+    if start is not None and end is not None and start >= end:
+        raise UsageError("the time window is empty", hint="--since must be before --until")
+    moment, why = trusted_id_time(query, now=now)
+    if why and not (everything or since or until):
+        output.notice(f"{why}: searching as for an ID without a time")
+    return pick.TraceBounds(now, moment, start, end, everything)
 
 
 @contextmanager
@@ -82,16 +106,19 @@ def _trace(
     settings: Settings,
     query: str,
     paths: Sequence[str],
+    bounds: pick.TraceBounds,
     *,
     json_out: bool,
     follower: Follower | None,
 ) -> None:
     with _without_cycle_collection():
-        records, ids, first_epoch = _show_trace(settings, query, paths, json_out=json_out)
+        records, ids, first_epoch, lookup = _show_trace(
+            settings, query, paths, bounds, json_out=json_out
+        )
     if not ids and follower is None:
+        searched = f" {lookup.searched}" if lookup.searched else ""
         raise NothingMatched(
-            f"no log line has correlation ID {query!r}",
-            hint="check the ID, or give the PATH of the logs that hold it",
+            f"no log line has correlation ID {query!r}{searched}", hint=lookup.hint
         )
     if not ids:
         output.notice(f"no line of {query!r} yet; waiting for new ones (Ctrl-C to stop)")
@@ -102,15 +129,27 @@ def _trace(
 
 
 def _show_trace(
-    settings: Settings, query: str, paths: Sequence[str], *, json_out: bool
-) -> tuple[list[Record], list[str], float | None]:
+    settings: Settings,
+    query: str,
+    paths: Sequence[str],
+    bounds: pick.TraceBounds,
+    *,
+    json_out: bool,
+) -> tuple[list[Record], list[str], float | None, Lookup]:
     """Find, analyse and print the request; return its records, the matching IDs (none when
-    nothing matched) and the time of its first line."""
+    nothing matched), the time of its first line and what was searched."""
     damage = Damage()
-    total = pick.file_bytes(settings, paths) if not settings.loki_url else 0
+    # A lookup by time reads a small part of the files: no progress bar for it.
+    by_time = bounds.moment is not None or bounds.since is not None or bounds.until is not None
+    total = pick.file_bytes(settings, paths) if not (settings.loki_url or by_time) else 0
     with output.progress_bar(total, "searching") as progress:
-        records = pick.trace_records(settings, query, paths, damage, progress=progress)
+        lookup = pick.trace_records(
+            settings, query, paths, damage, bounds=bounds, progress=progress
+        )
+    records = lookup.records
     output.report_damage(damage)
+    for note in lookup.notes:
+        output.notice(note)
     ids = analyse.resolve_id(records, query)
     if len(ids) > 1:
         listed = ", ".join(ids[:10]) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
@@ -119,19 +158,19 @@ def _show_trace(
             hint="give more characters of the ID",
         )
     if not ids:
-        return records, ids, None
+        return records, ids, None, lookup
     result = analyse.build_trace(records, ids[0])
     if json_out:
         output.json_lines(record.json_bytes() for record in result.records)
     else:
-        output.show(_render_trace(result))
-    return records, ids, result.base_epoch
+        output.show(_render_trace(result, now=bounds.now))
+    return records, ids, result.base_epoch, lookup
 
 
-def _render_trace(result: analyse.Trace) -> RenderableType:
+def _render_trace(result: analyse.Trace, *, now: float) -> RenderableType:
     from obsctl.render.logs import render_trace
 
-    return render_trace(result)
+    return render_trace(result, now=now)
 
 
 def _follow_trace(

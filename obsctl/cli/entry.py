@@ -18,7 +18,14 @@ from collections.abc import Callable, Sequence
 __all__ = ["fast_command", "main"]
 
 # Flags of each fast command: name → (destination, takes a value). Mirrors obsctl.cli.app.
-_TRACE = {"--json": ("json_out", False), "--follow": ("follow", False), "-f": ("follow", False)}
+_TRACE = {
+    "--json": ("json_out", False),
+    "--follow": ("follow", False),
+    "-f": ("follow", False),
+    "--since": ("since", True),
+    "--until": ("until", True),
+    "--all": ("everything", False),
+}
 _ERRORS = {
     "--json": ("json_out", False),
     "--by": ("by", True),
@@ -111,7 +118,13 @@ def fast_command(argv: Sequence[str]) -> Callable[[], None] | None:
         from obsctl.cli import commands_files
 
         return lambda: commands_files.trace(
-            cid, paths, json_out=bool(opts.get("json_out")), follow=bool(opts.get("follow"))
+            cid,
+            paths,
+            json_out=bool(opts.get("json_out")),
+            follow=bool(opts.get("follow")),
+            since=_str(opts.get("since")),
+            until=_str(opts.get("until")),
+            everything=bool(opts.get("everything")),
         )
     if head == "errors" and rest[:1] == ["top"]:
         parsed = _split(rest[1:], _ERRORS)

@@ -8,9 +8,10 @@ Builds LogQL safely (stream selector + escaped line filter), pages through it wi
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import orjson
 
@@ -22,7 +23,9 @@ from obsctl.analysis.analyse import (
     epoch_to_ts,
     route_of,
 )
+from obsctl.analysis.idtime import MARGIN_S, Span, extensions, widening_steps, window_around
 from obsctl.errors import UsageError
+from obsctl.query.lookup import Lookup
 from obsctl.query.scan import with_access
 from obsctl.readers.parse import Record, parse_line, parse_line_checked
 from obsctl.settings import Settings
@@ -30,6 +33,9 @@ from obsctl.sources.files import Damage
 from obsctl.sources.http import BackendHttp, build_client
 from obsctl.sources.loki import LogEntry, LokiClient, PagingReport, loki_error_text
 from obsctl.timespec import NS_PER_S, now_ns, parse_duration_ns, parse_time_ns
+
+if TYPE_CHECKING:
+    from obsctl.query.pick import TraceBounds
 
 DEFAULT_SINCE = "1h"
 _UNSAFE_CHARS = {c: f"\\u{c:04x}" for c in [*range(0x20), *range(0x7F, 0xA0)]}
@@ -142,27 +148,128 @@ def print_entries(entries: Iterable[LogEntry], *, json_out: bool) -> int:
 # ------------------------------------------------------------------------------ trace over Loki
 
 
-def trace_records(settings: Settings, query: str, damage: Damage) -> list[Record]:
-    """Every record of the last ``settings.loki_since`` whose line contains ``query``.
+def trace_lookup(settings: Settings, query: str, damage: Damage, *, bounds: TraceBounds) -> Lookup:
+    """Every record whose line contains ``query`` in the range ``bounds`` choose: the flags, the
+    last ``OBSCTL_LOKI_MAX_RANGE`` (``--all``), a few minutes around the time in a v7 ID
+    (extended while the request writes lines near an edge, widened step by step up to
+    ``OBSCTL_LOKI_MAX_RANGE`` when it holds nothing), else the last ``OBSCTL_LOKI_SINCE``.
 
     Only a line filter is sent (no ``| json``): a parser stage would turn every extracted
     field into a stream label and split the answer into one stream per line. The exact
     correlation-ID match is then done by the same analysis as for files.
     """
-    end = now_ns()
-    start = end - parse_duration_ns(settings.loki_since, flag="OBSCTL_LOKI_SINCE")
-    logql = with_line_filter(settings.loki_selector, query)
-    records: list[Record] = []
+    now = bounds.now
+    since_s = parse_duration_ns(settings.loki_since, flag="OBSCTL_LOKI_SINCE") / NS_PER_S
+    max_s = parse_duration_ns(settings.loki_max_range, flag="OBSCTL_LOKI_MAX_RANGE") / NS_PER_S
+    widest = f"the last {settings.loki_max_range}"
     report = PagingReport()
     with loki_client(settings) as client:
-        for entry in client.entries(
-            logql, start_ns=start, end_ns=end, limit=None, direction="forward", report=report
-        ):
-            record = _record(entry, damage)
-            if record is not None:
-                records.append(record)
+
+        def fetch(span: Span) -> list[Record]:
+            return _fetch(client, settings, query, span, damage=damage, report=report)
+
+        if bounds.since is not None or bounds.until is not None:
+            end = bounds.until if bounds.until is not None else now
+            start = bounds.since if bounds.since is not None else end - since_s
+            span = Span(start, end)
+            records = [r for r in fetch(span) if _inside(r, span)]
+            lookup = Lookup(
+                records,
+                f"in Loki from {span.text()} (--since/--until)",
+                f"widen --since/--until, or use --all ({widest})",
+            )
+        elif bounds.everything:
+            span = Span(now - max_s, now)
+            lookup = Lookup(
+                fetch(span),
+                f"in Loki from {span.text()} (--all: {widest}, OBSCTL_LOKI_MAX_RANGE)",
+                "give --since/--until to search further back",
+            )
+        elif bounds.moment is not None:
+            lookup = _around(bounds.moment, now=now, max_s=max_s, fetch=fetch)
+            if not lookup.records:
+                lookup.searched += f" (up to OBSCTL_LOKI_MAX_RANGE={settings.loki_max_range})"
+        else:
+            span = Span(now - since_s, now)
+            lookup = Lookup(
+                fetch(span),
+                f"in Loki from {span.text()} (the last {settings.loki_since})",
+                f"search further back with --since 7d, or --all ({widest})",
+            )
     _warn(report.warnings)
+    return lookup
+
+
+def _inside(record: Record, span: Span) -> bool:
+    epoch = record.epoch
+    return epoch is not None and span.start <= epoch <= span.end
+
+
+def _fetch(
+    client: LokiClient,
+    settings: Settings,
+    query: str,
+    span: Span,
+    *,
+    damage: Damage,
+    report: PagingReport,
+) -> list[Record]:
+    logql = with_line_filter(settings.loki_selector, query)
+    start_ns = int(span.start * NS_PER_S)
+    end_ns = int(span.end * NS_PER_S) + 1  # Loki's end is exclusive
+    records: list[Record] = []
+    for entry in client.entries(
+        logql, start_ns=start_ns, end_ns=end_ns, limit=None, direction="forward", report=report
+    ):
+        record = _record(entry, damage)
+        if record is not None:
+            records.append(record)
     return records
+
+
+def _outside(wanted: Span, searched: Span) -> list[Span]:
+    parts = []
+    if wanted.start < searched.start:
+        parts.append(Span(wanted.start, searched.start))
+    if wanted.end > searched.end:
+        parts.append(Span(searched.end, wanted.end))
+    return parts
+
+
+def _around(
+    moment: float, *, now: float, max_s: float, fetch: Callable[[Span], list[Record]]
+) -> Lookup:
+    """A v7 ID: the window around its time, extended at the edges the request still writes
+    at, widened when it holds nothing; each step asks only for the time not yet searched."""
+    window = window_around(moment, now=now)
+    records = fetch(window)
+    notes: list[str] = []
+    if not records:
+        for step in widening_steps(moment, window, limit_s=max_s, now=now):
+            for part in _outside(step, window):
+                records.extend(fetch(part))
+            window = window.union(step)
+            if records:
+                notes.append(
+                    f"no line of the ID within {MARGIN_S / 60:.0f} minutes of the time in it; "
+                    f"found by widening the search to {window.text()}"
+                )
+                break
+    while records:
+        parts = extensions(window, (e for r in records if (e := r.epoch) is not None), now=now)
+        if not parts:
+            break
+        for part in parts:
+            records.extend(fetch(part))
+            window = window.union(part)
+    searched = f"in Loki from {window.text()} (around the time in its ID, {_utc(moment)})"
+    return Lookup(records, searched, "give --since/--until to search elsewhere", notes)
+
+
+def _utc(epoch: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(epoch, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _record(entry: LogEntry, damage: Damage) -> Record | None:

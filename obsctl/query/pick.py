@@ -9,21 +9,35 @@ and the rendering stay untouched.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from obsctl.analysis.analyse import ErrorReport
+from obsctl.analysis.idtime import Span
 from obsctl.errors import UsageError
-from obsctl.query.scan import Progress, collect_errors, find_trace_records
+from obsctl.query.lookup import Lookup, find_by_time, find_everywhere, find_in_span
+from obsctl.query.scan import Progress, collect_errors
 from obsctl.readers.fields import FieldMap
-from obsctl.readers.parse import Record
 from obsctl.settings import Settings
 from obsctl.sources.files import Damage, expand_paths
 
-__all__ = ["error_report", "field_map", "file_bytes", "trace_records"]
+__all__ = ["TraceBounds", "error_report", "field_map", "file_bytes", "trace_records"]
 
 
 def file_bytes(settings: Settings, paths: Sequence[str]) -> int:
     """How many bytes a file scan will read (to decide whether a progress bar is worth it)."""
     return sum(log.size for log in expand_paths(paths, default_dir=settings.log_dir))
+
+
+@dataclass(frozen=True, slots=True)
+class TraceBounds:
+    """Where ``trace`` looks: ``since``/``until`` given by hand (epoch seconds), ``everything``
+    (``--all``), else around ``moment`` (the trusted time in a v7 ID), else everywhere."""
+
+    now: float
+    moment: float | None = None
+    since: float | None = None
+    until: float | None = None
+    everything: bool = False
 
 
 def trace_records(
@@ -32,16 +46,25 @@ def trace_records(
     paths: Sequence[str],
     damage: Damage,
     *,
+    bounds: TraceBounds,
     progress: Progress | None = None,
-) -> list[Record]:
-    """Every record whose correlation ID is ``query`` or starts with it (any order)."""
+) -> Lookup:
+    """Every record whose correlation ID is ``query`` or starts with it (any order), with what
+    was searched."""
     if settings.loki_url:
         from obsctl.query import loki
 
         _no_paths_with_loki(paths)
-        return loki.trace_records(settings, query, damage)
+        return loki.trace_lookup(settings, query, damage, bounds=bounds)
     logs = expand_paths(paths, default_dir=settings.log_dir)
-    return find_trace_records(logs, query, damage, progress=progress, fields=field_map(settings))
+    fields = field_map(settings)
+    if bounds.since is not None or bounds.until is not None:
+        since = bounds.since if bounds.since is not None else float("-inf")
+        until = bounds.until if bounds.until is not None else bounds.now
+        return find_in_span(logs, query, Span(since, until), damage, fields=fields)
+    if bounds.moment is not None and not bounds.everything:
+        return find_by_time(logs, query, bounds.moment, damage, now=bounds.now, fields=fields)
+    return find_everywhere(logs, query, damage, progress=progress, fields=fields)
 
 
 def error_report(

@@ -200,12 +200,29 @@ def _fold_framework_frames(lines: list[str]) -> list[str]:
 # ---------------------------------------------------------------------------------------- trace
 
 
-def render_trace(trace: Trace) -> RenderableType:
-    """The summary panel (with the plain-words sentence), then the timeline, then tracebacks."""
-    return Group(_summary_panel(trace), _timeline_table(trace), *_traceback_panels(trace))
+def render_trace(trace: Trace, *, now: float | None = None) -> RenderableType:
+    """The summary panel (with the plain-words sentence), then the timeline, then tracebacks.
+    ``now`` (epoch seconds) dates a v7 ID's issue time ("11 days ago"); None: no such row."""
+    return Group(_summary_panel(trace, now), _timeline_table(trace), *_traceback_panels(trace))
 
 
-def _summary_panel(trace: Trace) -> Panel:
+def _issued(trace: Trace, now: float) -> str | None:
+    """``2026-11-20 11:43:22 UTC, 11 days ago`` for a v7 ID, with a word when the request's
+    lines are far from that time (the ID was made with another clock)."""
+    from obsctl.analysis.idtime import MARGIN_S, ago_text, id_time, issued_text
+
+    moment = id_time(trace.summary.correlation_id)
+    if moment is None:
+        return None
+    text = issued_text(moment, now=now)
+    first = trace.base_epoch
+    if first is not None and abs(first - moment) > MARGIN_S:
+        gap = ago_text(first - moment).removesuffix(" ago").removeprefix("in ")
+        text += f" (by the ID; its first line is {gap} {'later' if first > moment else 'earlier'})"
+    return text
+
+
+def _summary_panel(trace: Trace, now: float | None = None) -> Panel:
     s = trace.summary
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
@@ -218,6 +235,8 @@ def _summary_panel(trace: Trace) -> Panel:
 
     sources = ", ".join(escape(name.rsplit("/", 1)[-1], limit=80) for name in s.sources)
     span = f"{_time(s.first_ts)} → {_time(s.last_ts)} UTC"
+    if now is not None:
+        row("issued", _issued(trace, now))
     row("when", span)
     row("lines", f"{s.lines} in {sources}" if sources else str(s.lines))
     row("service", escape(s.service, limit=200) if s.service else None)

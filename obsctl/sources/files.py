@@ -418,6 +418,23 @@ class _ZipMembers:
         return 0
 
 
+class _RawRange:
+    """``read`` limited to ``[start, end)`` of a file: the members of a gzip archive that a
+    lookup wants (``end`` None: to the end of the file)."""
+
+    def __init__(self, raw: IO[bytes], start: int, end: int | None) -> None:
+        raw.seek(start)
+        self._raw = raw
+        self._left = None if end is None else end - start
+
+    def read(self, size: int) -> bytes:
+        if self._left is None:
+            return self._raw.read(size)
+        data = self._raw.read(min(size, self._left)) if self._left > 0 else b""
+        self._left -= len(data)
+        return data
+
+
 class _Range:
     """``readinto`` limited to ``[start, end)`` of a plain file."""
 
@@ -594,7 +611,9 @@ def iter_blocks(
     """Yield ``(buf, lo, hi, base)``: ``buf[lo:hi]`` holds whole lines of ``log``.
 
     ``buf`` is reused between iterations: copy what you keep. ``start``/``end`` restrict a plain
-    file to a byte range (``start`` must be a line start); compressed files are read whole.
+    file to a byte range (``start`` must be a line start) and a gzip file to whole members
+    (``start`` and ``end`` on member boundaries; offsets of the lines then count decompressed
+    bytes from ``start``); other compressed files are read whole.
     A final line without ``\\n`` is reported as incomplete and not yielded (a writer may be in
     the middle of it); a line longer than ``block_bytes`` is reported as oversized.
     """
@@ -616,6 +635,9 @@ def iter_blocks(
         elif kind == "zip":
             zip_reader = _ZipMembers(log.path, source, damage)
             reader = zip_reader
+        elif kind == "gzip" and (start or end is not None):
+            ranged: IO[bytes] = _RawRange(raw, start, end)  # type: ignore[assignment]
+            reader = _Decompressing(ranged, kind, source, damage)
         else:
             reader = _Decompressing(raw, kind, source, damage)
         blocks = (

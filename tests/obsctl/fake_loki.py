@@ -403,6 +403,17 @@ class FakeLoki:
             self._entries.sort(key=lambda e: (e.ts, e.seq))
             self._keys = [e.ts for e in self._entries]
 
+    def log_ranges(self) -> list[tuple[int, int]]:
+        """``(start, end)`` in ns of every log ``query_range`` request, as asked (for tests that
+        check how wide a client searched)."""
+        ranges = []
+        for request in list(self.requests):
+            if request["path"] != "/loki/api/v1/query_range" or "start" not in request:
+                continue
+            if isinstance(parse_logql(request.get("query", "")), LogQuery):
+                ranges.append((parse_time(request["start"]), parse_time(request["end"])))
+        return ranges
+
     def inject(
         self, status: int, body: bytes | str, *, content_type: str = "text/plain", delay: float = 0
     ) -> None:
