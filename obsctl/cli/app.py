@@ -13,7 +13,21 @@ from typing import Annotated
 import typer
 
 from obsctl import __version__
-from obsctl.cli.commands_backends import LokiSince, LokiUrl, Selector, loki_app, prom_app
+from obsctl.cli.commands_backends import (
+    CaBundle,
+    Insecure,
+    LokiSince,
+    LokiUrl,
+    Password,
+    PromUrl,
+    Selector,
+    Tenant,
+    Timeout,
+    Token,
+    Username,
+    loki_app,
+    prom_app,
+)
 from obsctl.errors import EXIT_USAGE, ObsctlError, UsageError
 
 app = typer.Typer(
@@ -237,6 +251,61 @@ def serve(  # noqa: PLR0917 - typer maps each parameter to a flag
         settings=settings,
         audit_log=audit_log,
         lookup_timeout=lookup_timeout,
+    )
+
+
+@app.command()
+def slow(  # noqa: PLR0917 - typer maps each parameter to a flag
+    paths: Paths = None,
+    since: Since = None,
+    until: Until = None,
+    route: Annotated[
+        str | None,
+        typer.Option("--route", help='Only this route: "METHOD /template" or "/template".'),
+    ] = None,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, help="At most N routes and N slowest requests.")
+    ] = 10,
+    json_out: JsonFlag = False,
+    field_map: FieldMaps = None,
+    prom_url: PromUrl = None,
+    timeout: Timeout = None,
+    token: Token = None,
+    username: Username = None,
+    password: Password = None,
+    tenant: Tenant = None,
+    ca_bundle: CaBundle = None,
+    insecure: Insecure = None,
+) -> None:
+    """Latency by route and the slowest requests with their IDs.
+
+    From the access lines of the logs: count, p50, p95, p99 and max of duration_ms per route,
+    exact (nearest-rank: each percentile is a duration that was logged). With --prom-url: from
+    http_request_duration_seconds (histogram_quantile estimates, last hour by default) and the
+    request IDs of the exemplars in its slowest buckets.
+    """
+    from obsctl.cli import commands_slow
+    from obsctl.settings import resolve
+
+    settings = resolve(
+        prom_url=prom_url,
+        timeout=timeout,
+        token=token,
+        username=username,
+        password=password,
+        tenant=tenant,
+        ca_bundle=ca_bundle,
+        insecure=insecure,
+        field_map=field_map,
+    )
+    commands_slow.slow(
+        paths or [],
+        since=since,
+        until=until,
+        route=route,
+        limit=limit,
+        json_out=json_out,
+        settings=settings,
     )
 
 

@@ -1,6 +1,6 @@
 """The ``obsctl`` console script: a fast lane for the incident commands, typer for the rest.
 
-``obsctl trace ID``, ``obsctl errors top`` and ``obsctl tail`` are run mid-incident on big
+``obsctl trace ID``, ``obsctl errors top``, ``obsctl slow`` and ``obsctl tail`` are run mid-incident
 files and must answer in about the time ``grep`` takes; importing typer costs ~40 ms and its
 parameter coercion (pydantic) ~100 ms more, more than the whole scan of a large file. So this
 module reads exactly the flags those commands declare in :mod:`obsctl.cli.app` and calls the same
@@ -44,6 +44,13 @@ _TAIL = {
     "--id": ("correlation_id", True),
     "--grep": ("grep", True),
     "--since": ("since", True),
+}
+_SLOW = {
+    "--json": ("json_out", False),
+    "--since": ("since", True),
+    "--until": ("until", True),
+    "--route": ("route", True),
+    "--limit": ("limit", True),
 }
 _GROUPS = ("internal_code", "route", "exception", "status")
 
@@ -144,6 +151,26 @@ def fast_command(argv: Sequence[str]) -> Callable[[], None] | None:
             until=_str(opts.get("until")),
             limit=limit,
             json_out=bool(opts.get("json_out")),
+        )
+    if head == "slow":
+        parsed = _split(rest, _SLOW)
+        if parsed is None:
+            return None
+        paths, opts = parsed
+        slow_limit = _int(opts.get("limit", "10"), minimum=1)
+        if slow_limit is None:
+            return None
+        from obsctl.cli import commands_slow
+        from obsctl.settings import resolve
+
+        return lambda: commands_slow.slow(
+            paths,
+            since=_str(opts.get("since")),
+            until=_str(opts.get("until")),
+            route=_str(opts.get("route")),
+            limit=slow_limit,
+            json_out=bool(opts.get("json_out")),
+            settings=resolve(),
         )
     if head == "tail":
         parsed = _split(rest, _TAIL)

@@ -1,0 +1,175 @@
+"""Latency from access lines: exact percentiles per route and the slowest requests. Pure.
+
+* :class:`LatencyAccumulator` — fed one access line at a time (:meth:`~LatencyAccumulator.add`)
+  with its route, ``duration_ms``, status, ID and time; keeps every duration (8 bytes each, so
+  percentiles are exact) and the ``limit`` slowest requests; mergeable across processes.
+* :meth:`LatencyAccumulator.report` — a :class:`LatencyReport`: per route the count, p50, p95,
+  p99 and max by the **nearest-rank** method (:func:`nearest_rank`: the smallest duration with at
+  least p % of the requests at or below it — always a duration that was logged, never an
+  interpolation), routes slowest p99 first; then the slowest requests, slowest first.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from array import array
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "PERCENTILES",
+    "LatencyAccumulator",
+    "LatencyReport",
+    "RouteLatency",
+    "SlowRequest",
+    "nearest_rank",
+]
+
+PERCENTILES = (50, 95, 99)
+
+
+def nearest_rank(ordered: Sequence[float], percent: float) -> float:
+    """The ``percent`` percentile of ascending ``ordered`` values by nearest rank."""
+    if not ordered:
+        return math.nan
+    rank = max(1, math.ceil(percent / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+@dataclass(frozen=True, slots=True)
+class SlowRequest:
+    """One request among the slowest: enough to paste its ID into ``obsctl trace``."""
+
+    duration_ms: float
+    route: str
+    status: int | None
+    correlation_id: str | None
+    ts: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": "request",
+            "correlation_id": self.correlation_id,
+            "route": self.route,
+            "status": self.status,
+            "duration_ms": self.duration_ms,
+            "ts": self.ts,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RouteLatency:
+    route: str
+    count: int
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    max_ms: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": "route",
+            "route": self.route,
+            "count": self.count,
+            "p50_ms": self.p50_ms,
+            "p95_ms": self.p95_ms,
+            "p99_ms": self.p99_ms,
+            "max_ms": self.max_ms,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class LatencyReport:
+    routes: tuple[RouteLatency, ...]
+    slowest: tuple[SlowRequest, ...]
+    total: int
+
+
+@dataclass
+class LatencyAccumulator:
+    """Durations per route and the ``limit`` slowest requests (picklable, mergeable).
+
+    ``since``/``until`` (epoch seconds, inclusive/exclusive) drop requests outside the window
+    (requests without a readable time too, when a window is given); ``route`` keeps only routes
+    whose ``METHOD /template`` or template equals it.
+    """
+
+    limit: int = 10
+    since: float | None = None
+    until: float | None = None
+    route: str | None = None
+    durations: dict[str, array[float]] = field(default_factory=dict)
+    # A min-heap of (duration, tie-breaker, request): its smallest is the first to drop.
+    _slowest: list[tuple[float, int, SlowRequest]] = field(default_factory=list)
+    _seen: int = 0
+
+    def wants(self, epoch: float | None) -> bool:
+        if self.since is None and self.until is None:
+            return True
+        if epoch is None:
+            return False
+        if self.since is not None and epoch < self.since:
+            return False
+        return self.until is None or epoch < self.until
+
+    def may_be_slowest(self, duration_ms: float) -> bool:
+        """Whether a request this slow would enter the slowest ``limit`` (cheap test first)."""
+        return self.limit > 0 and (
+            len(self._slowest) < self.limit or duration_ms > self._slowest[0][0]
+        )
+
+    def add(
+        self,
+        *,
+        route: str,
+        template: str | None,
+        duration_ms: float,
+        status: int | None,
+        correlation_id: str | None,
+        ts: str,
+    ) -> None:
+        """Count one request (its time already checked with :meth:`wants`)."""
+        if self.route is not None and self.route not in (route, template):
+            return
+        values = self.durations.get(route)
+        if values is None:
+            values = self.durations[route] = array("d")
+        values.append(duration_ms)
+        self._seen += 1
+        if self.limit <= 0:
+            return
+        if len(self._slowest) < self.limit:
+            request = SlowRequest(duration_ms, route, status, correlation_id, ts)
+            heapq.heappush(self._slowest, (duration_ms, -self._seen, request))
+        elif duration_ms > self._slowest[0][0]:
+            request = SlowRequest(duration_ms, route, status, correlation_id, ts)
+            heapq.heapreplace(self._slowest, (duration_ms, -self._seen, request))
+
+    def merge(self, other: LatencyAccumulator) -> None:
+        for route, values in other.durations.items():
+            mine = self.durations.get(route)
+            if mine is None:
+                self.durations[route] = values
+            else:
+                mine.extend(values)
+        for duration, _, request in other._slowest:
+            self._seen += 1
+            if len(self._slowest) < self.limit:
+                heapq.heappush(self._slowest, (duration, -self._seen, request))
+            elif duration > self._slowest[0][0]:
+                heapq.heapreplace(self._slowest, (duration, -self._seen, request))
+
+    def report(self) -> LatencyReport:
+        rows = []
+        for route, values in self.durations.items():
+            ordered = sorted(values)
+            p50, p95, p99 = (nearest_rank(ordered, p) for p in PERCENTILES)
+            rows.append(RouteLatency(route, len(ordered), p50, p95, p99, ordered[-1]))
+        rows.sort(key=lambda r: (-r.p99_ms, -r.count, r.route))
+        slowest = sorted(
+            (request for _, _, request in self._slowest),
+            key=lambda r: (-r.duration_ms, r.ts, r.correlation_id or ""),
+        )
+        return LatencyReport(tuple(rows), tuple(slowest), sum(r.count for r in rows))
