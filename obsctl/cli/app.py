@@ -239,12 +239,15 @@ def serve(  # noqa: PLR0917 - typer maps each parameter to a flag
     loki_url: LokiUrl = None,
     selector: Selector = None,
     loki_since: LokiSince = None,
+    field_map: FieldMaps = None,
 ) -> None:
     """Serve trace and errors pages for support staff (token in OBSCTL_SERVE_TOKEN)."""
     from obsctl.cli import commands_serve
     from obsctl.settings import resolve
 
-    settings = resolve(loki_url=loki_url, loki_selector=selector, loki_since=loki_since)
+    settings = resolve(
+        loki_url=loki_url, loki_selector=selector, loki_since=loki_since, field_map=field_map
+    )
     commands_serve.serve(
         paths or [],
         listen=listen,
