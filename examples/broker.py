@@ -22,7 +22,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-from examples.servers import REPO_ROOT, pick_port
+from examples.servers import _LIBC, REPO_ROOT, _die_with_parent, pick_port
 
 READY_TIMEOUT = 20.0
 
@@ -87,6 +87,8 @@ def start_redis(directory: Path, *, timeout: float = READY_TIMEOUT) -> Iterator[
             stdout=output,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            # The kernel stops it if this process dies without cleaning up (even on SIGKILL).
+            preexec_fn=_die_with_parent if _LIBC is not None else None,  # noqa: PLW1509
         )
     try:
         deadline = time.monotonic() + timeout
@@ -147,6 +149,8 @@ def start_worker(
             stdout=sink,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            # The kernel stops it if this process dies without cleaning up (even on SIGKILL).
+            preexec_fn=_die_with_parent if _LIBC is not None else None,  # noqa: PLW1509
         )
     worker = Worker(process=process, output=output)
     try:

@@ -18,19 +18,32 @@ import shlex
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
 from types import FrameType
 
+import orjson
+
+from examples.broker import BrokerUnavailable, Worker, start_redis, start_worker
 from examples.servers import Server, ServerFailed, Servers, pick_port
 from examples.traffic import Report, drive
 
 READY_TIMEOUT = 20.0
+RECEIPTS_TIMEOUT = 20.0
+RECEIPT_JOB = "shop.send_receipt"
 START_ATTEMPTS = 3
-_DB_FILES = ("shop.db", "shop.db-wal", "shop.db-shm", "shop.uvicorn.txt", "payments.uvicorn.txt")
+_DB_FILES = (
+    "shop.db",
+    "shop.db-wal",
+    "shop.db-shm",
+    "shop.uvicorn.txt",
+    "payments.uvicorn.txt",
+    "worker.celery.txt",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,15 +190,88 @@ def _env() -> dict[str, str]:
     return env
 
 
+def _records(log_dir: Path) -> Iterator[dict[str, object]]:
+    """Every JSON line of the demo's log files (the worker's included)."""
+    for path in sorted(log_dir.glob("*.jsonl")):
+        for line in path.read_bytes().splitlines():
+            try:
+                record = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(record, dict):
+                yield record
+
+
+def _receipts_done(log_dir: Path) -> list[dict[str, object]]:
+    """The receipt jobs that ended (succeeded or failed; a retry is not an end)."""
+    return [
+        r
+        for r in _records(log_dir)
+        if r.get("message") == "job finished"
+        and r.get("job") == RECEIPT_JOB
+        and r.get("state") != "retry"
+    ]
+
+
+def _worker_ready(log_dir: Path) -> Callable[[], bool]:
+    return lambda: any(str(r.get("message", "")).endswith(" ready.") for r in _records(log_dir))
+
+
+def _start_worker(stack: ExitStack, options: Options, env: dict[str, str]) -> Worker | None:
+    """A private redis-server and a Celery worker for the shop's receipts, when Redis exists.
+
+    Without Debian's ``redis-server`` the shop gets no broker URL and sends receipts inline
+    (Celery's eager mode): the demo runs the same plan and shows the same job lines.
+    """
+    try:
+        redis = stack.enter_context(start_redis(options.data_dir / "redis"))
+    except BrokerUnavailable as exc:
+        _say(f"  no broker: {exc.args[0].splitlines()[0]}")
+        _say("  so the shop sends receipts itself, inline (Celery's eager mode), not a worker")
+        return None
+    env["CELERY_BROKER_URL"] = redis.url()
+    worker = stack.enter_context(
+        start_worker(
+            "examples.shop.tasks",
+            env={**env, "FOUNDATION_LOG_PER_PROCESS": "1"},
+            output=options.data_dir / "worker.celery.txt",
+            ready=_worker_ready(options.log_dir),
+            pool="prefork",
+            concurrency=2,
+        )
+    )
+    _say(
+        f"  {'worker':<9} pid {worker.process.pid:<7} celery prefork pool of 2, "
+        f"broker: redis-server on 127.0.0.1:{redis.port}"
+    )
+    return worker
+
+
+def _wait_for_receipts(options: Options, report: Report) -> None:
+    orders = sum(1 for o in report.outcomes if o.call.path == "/orders" and o.status == 201)
+    deadline = time.monotonic() + RECEIPTS_TIMEOUT
+    done = _receipts_done(options.log_dir)
+    while len(done) < orders and time.monotonic() < deadline:
+        time.sleep(0.1)
+        done = _receipts_done(options.log_dir)
+    failed = sum(1 for r in done if r.get("state") == "failure")
+    _say(f"  receipts: {len(done)} of {orders} jobs ended, {failed} failed")
+
+
 def run(options: Options) -> int:
     _clean(options)
     env = _env()
     env["FOUNDATION_LOG_DIR"] = str(options.log_dir)
     servers = Servers(env=env, output_dir=options.data_dir)
-    _say("foundation demo: a shop and its payment service under uvicorn, real traffic, obsctl.")
+    jobs = ExitStack()
+    worker: Worker | None = None
+    _say(
+        "foundation demo: a shop, its payment service and its receipt worker, real traffic, obsctl."
+    )
     _say()
     try:
         with _signals(_raise_interrupted):
+            worker = _start_worker(jobs, options, env)
             shop, payments = _start(servers, options)
             for server in (payments, shop):
                 _say(f"  {server.name:<9} pid {server.process.pid:<7} {server.url}")
@@ -197,20 +283,26 @@ def run(options: Options) -> int:
                 drive(shop.url, seed=options.seed, concurrency=options.concurrency)
             )
             _say(f"  {_summary(report)}")
+            _wait_for_receipts(options, report)
     except Interrupted as exc:
         with _signals(signal.SIG_IGN):
             servers.stop_all()
+            jobs.close()
         _say(f"\nInterrupted by {signal.Signals(exc.signum).name}: servers stopped.")
         return 128 + exc.signum
-    except ServerFailed as exc:
+    except (ServerFailed, BrokerUnavailable) as exc:
         with _signals(signal.SIG_IGN):
             servers.stop_all()
+            jobs.close()
         print(f"demo: could not start the services: {exc}", file=sys.stderr)
         return 1
     finally:
         # Whatever happened above (a bug included), no server outlives the demo.
         with _signals(signal.SIG_IGN):
             codes = servers.stop_all()
+            if worker is not None and worker.process.poll() is None:
+                codes["worker"] = worker.stop()
+            jobs.close()
     _say(f"  servers stopped: {', '.join(_stopped(name, code) for name, code in codes.items())}")
     return _report(options, report)
 
@@ -231,12 +323,21 @@ def _report(options: Options, report: Report) -> int:
         return 1
     bug = crashed[0]
     _say(f"  the 500: {bug.call.method} {bug.call.path} (correlation ID {bug.correlation_id})")
+    failed = sorted(
+        (r for r in _receipts_done(options.log_dir) if r.get("state") == "failure"),
+        key=lambda r: str(r.get("ts")),
+    )
+    if failed:
+        receipt = str(failed[0].get("correlation_id"))
+        _say(f"  a receipt that failed: job {RECEIPT_JOB} (correlation ID {receipt})")
     _say()
     log_dir = str(options.log_dir)
     codes = [
         _run_obsctl(["errors", "top", log_dir]),
         _run_obsctl(["trace", bug.correlation_id, log_dir]),
     ]
+    if failed:
+        codes.append(_run_obsctl(["trace", receipt, log_dir]))
     obsctl, logs = _obsctl_shown(), _shown(options.log_dir)
     again = (
         "make demo" if not options.argv else f"python -m examples.demo {shlex.join(options.argv)}"

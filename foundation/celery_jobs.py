@@ -264,6 +264,10 @@ def _headers_of(request: Any) -> dict[str, Any]:
     value = request.get(CORRELATION_HEADER) if hasattr(request, "get") else None
     if value is None:
         value = (getattr(request, "headers", None) or {}).get(CORRELATION_HEADER)
+    if value is None:
+        # Eager mode (task_always_eager, task.apply): nothing was published, and the task runs
+        # right here, inside the caller's request.
+        value = get_correlation_id()
     return {} if value is None else {CORRELATION_HEADER: value}
 
 

@@ -30,7 +30,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 import foundation
 from examples.shop.errors import OutOfStock, PaymentDeclined, PaymentUnavailable
 from examples.shop.models import Base, Order, Product, User
-from foundation import Database, DbManager
+from examples.shop.tasks import send_receipt
+from foundation import Database, DbManager, JobQueueUnavailable
 
 DATABASE_URL = os.environ.get("DATABASE_URL", "sqlite+aiosqlite:///var/data/shop.db")
 PAYMENTS_URL = os.environ.get("PAYMENTS_URL", "http://127.0.0.1:8001")
@@ -220,6 +221,13 @@ async def place_order(body: OrderIn, payments: Payments) -> OrderOut:
         )
     order.status = "paid"
     logger.info("order paid", order_id=order.id, total_cents=order.total_cents)
+    try:
+        # The worker's lines for this receipt carry this request's correlation ID.
+        send_receipt.delay(order.id, order.total_cents)
+    except JobQueueUnavailable as exc:
+        # The order is paid: answering 503 would invite a second payment. The receipt can be
+        # sent again with POST /orders/{id}/receipt/email.
+        logger.warning("receipt not queued: {}", exc.internal_message, order_id=order.id)
     return OrderOut.model_validate(order)
 
 
@@ -274,3 +282,11 @@ async def get_receipt(order_id: int, session: Session) -> Receipt:
         vat_cents=vat_cents,
         total_cents=order.total_cents,
     )
+
+
+@app.post("/orders/{order_id}/receipt/email", status_code=202)
+async def email_receipt(order_id: int, session: Session) -> dict[str, str]:
+    """Send the receipt again; a broker that cannot be reached answers 503 (code 25001)."""
+    order = (await session.execute(select(Order).where(Order.id == order_id))).scalar_one()
+    job = send_receipt.delay(order.id, order.total_cents)
+    return {"job_id": job.id}

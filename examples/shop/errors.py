@@ -37,3 +37,12 @@ class PaymentUnavailable(ApiException):
     external_message = "Payments are temporarily unavailable, please retry."
     internal_code = 30103
     internal_message = "Payment service unavailable."
+
+
+class ReceiptUndeliverable(ApiException):
+    """The mail server refused the receipt of a paid order (raised in the worker, not a request)."""
+
+    http_code = 502
+    external_message = "The receipt could not be e-mailed."
+    internal_code = 30301
+    internal_message = "Mail server refused the receipt."

@@ -17,13 +17,16 @@ from pathlib import Path
 
 import pytest
 
+from examples.broker import redis_binary
 from examples.demo import Options, _clean
 from examples.servers import pick_port, port_is_free
-from tests.support import port_open
+from tests.support import backends_required, port_open
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SERVER_LINE = re.compile(r"^  (shop|payments)\s+pid (\d+)\s+http://127\.0\.0\.1:(\d+)$", re.M)
 DOMAIN_CODES = ("30101", "30102", "30103", "30201", "30202", "21101", "21102", "21103", "10422")
+DOMAIN_CODES += ("30301",)  # the receipt job that fails in the worker
+WORKER_LINE = re.compile(r"^  worker\s+pid (\d+)\s+celery prefork", re.M)
 
 pytestmark = pytest.mark.proc
 
@@ -106,6 +109,21 @@ def test_demo_twice_from_a_path_with_spaces_while_the_preferred_port_is_taken(
     assert "answered 500" in trace
     assert "KeyError: 'CH'" in trace
     assert "/orders/{order_id}/receipt" in trace
+    # With Debian's redis-server the receipts ran in a real worker; without it, inline.
+    worker = WORKER_LINE.search(out)
+    if redis_binary() is None and not backends_required():
+        assert "no broker: redis-server is not installed" in out
+    else:
+        assert worker is not None, out
+        assert "worker cleanly" in out
+        assert _gone(int(worker.group(1)))
+    # Either way the receipt that failed is traced.
+    receipt = re.search(
+        r"a receipt that failed: job shop.send_receipt \(correlation ID (\w+)\)", out
+    )
+    assert receipt is not None, out
+    receipt_trace = out[out.index(f"trace {receipt.group(1)}") :]
+    assert "550 mailbox unavailable" in receipt_trace
     # Commands to run again are quoted for a shell.
     assert "'demo logs'" in out
     assert "Run it again: python -m examples.demo" in out
@@ -165,6 +183,8 @@ def test_an_interrupted_demo_stops_its_servers(tmp_path: Path, signum: signal.Si
             demo.wait(timeout=10)
     out = output.read_text()
     assert f"Interrupted by {signum.name}: servers stopped." in out
+    worker = WORKER_LINE.search(out)
+    assert worker is None or _gone(int(worker.group(1)))
     for pid, port in servers.values():
         assert _gone(pid)
         assert not port_open("127.0.0.1", port)
