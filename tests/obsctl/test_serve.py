@@ -235,10 +235,21 @@ async def test_an_ambiguous_prefix_lists_the_candidates(client: httpx.AsyncClien
 async def test_nothing_found_says_what_was_searched(client: httpx.AsyncClient) -> None:
     page = await client.get("/trace/deadbeefdeadbeef", headers=BEARER)
     assert page.status_code == 404
-    assert "No log line has the ID deadbeefdeadbeef" in page.text
-    assert "Searched: 1 log file (shop.jsonl)" in page.text
+    said = "No log line has the ID deadbeefdeadbeef in all 1 file (2026-11-26 02:11:52 → "
+    assert said in page.text
+    assert "Logs: 1 log file (shop.jsonl)" in page.text
     api = await client.get("/api/trace/deadbeefdeadbeef", headers=BEARER)
-    assert api.status_code == 404 and "shop.jsonl" in api.json()["searched"]
+    assert api.status_code == 404 and "shop.jsonl" in api.json()["logs"]
+    assert "in all 1 file" in api.json()["error"]
+
+
+async def test_a_v7_id_is_looked_up_around_its_time_and_the_page_says_where(
+    client: httpx.AsyncClient,
+) -> None:
+    missing = "0190a0b0c0d07abc8def0123456789ab"  # v7, 2024-07-11 07:30 UTC
+    page = await client.get(f"/trace/{missing}", headers=BEARER)
+    assert page.status_code == 404
+    assert "around the time in its ID (2024-07-11 07:22:36 → 2024-07-11 07:37:36 UTC)" in page.text
 
 
 async def test_api_gives_the_records_as_trace_json_prints_them(

@@ -62,7 +62,9 @@ def _logs(root: Path) -> Path:
         for i, text in enumerate(HOSTILE)
     ]
     hostile.append(
-        app_error(3.2, HOSTILE_CID, 30101, 409, HOSTILE[0], HOSTILE[1], "Boom", traceback=HOSTILE[6])
+        app_error(
+            3.2, HOSTILE_CID, 30101, 409, HOSTILE[0], HOSTILE[1], "Boom", traceback=HOSTILE[6]
+        )
     )
     hostile.append(access(3.3, HOSTILE_CID, "GET", HOSTILE[3], "/x", 409, 3.0))
     crash = "1f2e3d4c5b6a79880796a5b4c3d2e1f0"
@@ -81,7 +83,13 @@ def _logs(root: Path) -> Path:
         access(1.01, CID_B, "POST", "/charges", "/charges", 201, 4.2),
         line(2.0, "INFO", crash, "building receipt", logger="shop.receipts", order_id=40),
         app_error(
-            2.02, crash, 10500, 500, "Unhandled KeyError", "Internal server error.", "KeyError",
+            2.02,
+            crash,
+            10500,
+            500,
+            "Unhandled KeyError",
+            "Internal server error.",
+            "KeyError",
             traceback=traceback,
         ),
         access(2.03, crash, "GET", "/orders/40/receipt", "/orders/{order_id}/receipt", 500, 22.9),
@@ -166,9 +174,7 @@ def _wait_for(driver: Any, css: str) -> None:
     )
 
 
-def test_a_support_agent_signs_in_finds_a_request_and_signs_out(
-    server: str, browser: Any
-) -> None:
+def test_a_support_agent_signs_in_finds_a_request_and_signs_out(server: str, browser: Any) -> None:
     from selenium.webdriver.common.by import By
 
     browser.get(server)
@@ -198,7 +204,8 @@ def test_a_support_agent_signs_in_finds_a_request_and_signs_out(
     _wait_for(browser, "table.errors")
     _shot(browser, "4-errors")
     row = next(
-        r for r in browser.find_elements(By.CSS_SELECTOR, "table.errors tbody tr")
+        r
+        for r in browser.find_elements(By.CSS_SELECTOR, "table.errors tbody tr")
         if r.find_element(By.CSS_SELECTOR, "td.key").text == "10500"
     )
     row.find_element(By.CSS_SELECTOR, "a.sample").click()
