@@ -458,6 +458,9 @@ class _ErrorWork:
         if not isinstance(cid, str) or not cid or data.get("route") or data.get("path"):
             add(data, epoch)
             return pending
+        if data.get("job"):  # a job's error: its request's access line has another route
+            add(data, epoch)
+            return pending
         level = data.get("level")
         if level not in _ERROR_LEVELS and (not isinstance(level, str) or level_rank(level) < 40):
             return pending

@@ -196,6 +196,8 @@ def trace_page(trace: Trace, *, now: float) -> TracePage:
         facts.append(("status", f"{s.status}{took}"))
     if s.calls:
         facts.append(("calls", "\n".join(escape(c.describe(), limit=300) for c in s.calls[:20])))
+    if s.jobs:
+        facts.append(("jobs", "\n".join(escape(j.describe(), limit=300) for j in s.jobs[:20])))
     if s.internal_code is not None or s.http_code is not None:
         code = f"code {s.internal_code}" if s.internal_code is not None else "no code"
         http = f" (HTTP {s.http_code})" if s.http_code is not None else ""
