@@ -34,6 +34,9 @@ HOSTILE = [
     "\u202egnp.exe",
     "\x1b[31mred\x1b[0m\x1b]0;title\x07",
     "</td></tr></table><h1>broken layout</h1>",
+    "\x9b31mC1 CSI\x1b[2J\r\ncleared",
+    "one\u2028two\u2029three\x85four",
+    "z" * 100_000,
 ]
 
 
@@ -181,8 +184,11 @@ async def test_hostile_log_lines_are_inert_text(client: httpx.AsyncClient) -> No
     assert response.status_code == 200
     body = response.text
     assert "&lt;script&gt;alert(&#39;pwned&#39;)&lt;/script&gt;" in body
-    for raw in ("<script>alert", "<img src=x", "<svg", "<h1>broken", "\u202e", "\x1b", "\x07"):
+    raw_chars = ("\u202e", "\x1b", "\x07", "\x9b", "\u2028", "\u2029", "\x85", "\r")
+    for raw in ("<script>alert", "<img src=x", "<svg", "<h1>broken", *raw_chars):
         assert raw not in body
+    assert "one\\u2028two\\u2029three\\u0085four" in body
+    assert "z" * 2000 + "… [98000 more chars]" in body and "z" * 2001 not in body
     assert "\\u202egnp.exe" in body  # the bidi override is shown, not obeyed
     assert 'href="javascript:' not in body
     tags = re.findall(r"<[a-zA-Z][^>]*>", body)
