@@ -50,18 +50,44 @@ def id_time(cid: str) -> float | None:
     return int(cid[:12], 16) / 1000
 
 
-def trusted_id_time(cid: str, *, now: float) -> tuple[float | None, str | None]:
-    """``(time, None)`` for a v7 ID whose time can steer a lookup; ``(None, why)`` for a v7 ID
-    whose time cannot (before 2020, or later than now plus the margin); ``(None, None)`` for
-    an ID that carries no time (v4, a prefix, anything else)."""
+_HEX_PREFIX = re.compile(r"[0-9a-f]{8,31}")
+
+
+def _prefix_span(prefix: str) -> Span | None:
+    """The issue times a prefix (8+ characters) of a v7 ID can stand for: its first 12 hex
+    digits are the milliseconds, so ``01a1f8c4`` is a 65-second range."""
+    if _HEX_PREFIX.fullmatch(prefix) is None:
+        return None
+    if len(prefix) > 12 and prefix[12] != "7":
+        return None
+    if len(prefix) > 16 and prefix[16] not in "89ab":
+        return None
+    head = prefix[:12]
+    shift = 4 * (12 - len(head))
+    value = int(head, 16)
+    return Span((value << shift) / 1000, (((value + 1) << shift) - 1) / 1000)
+
+
+def trusted_id_time(cid: str, *, now: float) -> tuple[Span | None, str | None]:
+    """When the request of ``cid`` was issued, as far as the ID tells and it can steer a lookup:
+
+    * a full v7 ID: ``(its instant, None)``, or ``(None, why)`` when that time is before 2020
+      or later than now plus the margin (a wrong clock: not trusted, and the user is told);
+    * a prefix of 8 or more hex digits: the range of times it stands for when that range is
+      plausible (a v4 prefix read this way almost never is: it is then an ID without a time);
+    * anything else: ``(None, None)``.
+    """
     moment = id_time(cid)
-    if moment is None:
-        return None, None
-    if moment < EARLIEST:
-        return None, f"the time in the ID ({_utc(moment)}) is before 2020"
-    if moment > now + MARGIN_S:
-        return None, f"the time in the ID ({_utc(moment)}) is in the future"
-    return moment, None
+    if moment is not None:
+        if moment < EARLIEST:
+            return None, f"the time in the ID ({_utc(moment)}) is before 2020"
+        if moment > now + MARGIN_S:
+            return None, f"the time in the ID ({_utc(moment)}) is in the future"
+        return Span(moment, moment), None
+    span = _prefix_span(cid) if len(cid) < 32 else None
+    if span is not None and span.start >= EARLIEST and span.end <= now + MARGIN_S:
+        return span, None
+    return None, None
 
 
 def _utc(epoch: float) -> str:
@@ -91,14 +117,14 @@ class Span:
         return Span(min(self.start, other.start), max(self.end, other.end))
 
 
-def window_around(moment: float, *, now: float | None = None) -> Span:
-    """Where a lookup for an ID issued at ``moment`` starts (not later than ``now``): the
+def window_around(issued: Span, *, now: float | None = None) -> Span:
+    """Where a lookup for an ID issued in ``issued`` starts (not later than ``now``): the
     margin before it, twice the margin after it, so that a request of a few minutes needs no
     extension (its last line plus the margin is still inside)."""
-    end = moment + 2 * MARGIN_S
+    end = issued.end + 2 * MARGIN_S
     if now is not None:
-        end = min(end, max(now, moment))
-    return Span(moment - MARGIN_S, end)
+        end = min(end, max(now, issued.end))
+    return Span(issued.start - MARGIN_S, end)
 
 
 def extensions(searched: Span, times: Iterable[float], *, now: float | None = None) -> list[Span]:
@@ -112,9 +138,11 @@ def extensions(searched: Span, times: Iterable[float], *, now: float | None = No
     if now is not None:
         want_end = min(want_end, max(now, searched.end))
     parts = []
-    if want_start < searched.start:
+    # Less than a second short of the margin is close enough (a v7 ID's time is cut to the
+    # millisecond; a query or a file read for a few microseconds is not worth it).
+    if want_start < searched.start - 1.0:
         parts.append(Span(want_start, searched.start))
-    if want_end > searched.end:
+    if want_end > searched.end + 1.0:
         parts.append(Span(searched.end, want_end))
     return parts
 
@@ -124,8 +152,8 @@ _WIDEN_S = (3600.0, 6 * 3600.0, 86400.0, 3 * 86400.0, 7 * 86400.0, 30 * 86400.0)
 
 
 def widening_steps(moment: float, searched: Span, *, limit_s: float, now: float) -> list[Span]:
-    """Spans, each wider than the last, around ``moment``, up to ``limit_s`` in total length,
-    never later than ``now``. The last step is exactly the limit."""
+    """Spans, each wider than the last, centred on ``moment``, up to ``limit_s`` in total
+    length, never later than ``now``. The last step is exactly the limit."""
     halves = [h for h in _WIDEN_S if 2 * h < limit_s] + [limit_s / 2]
     steps = []
     for half in halves:

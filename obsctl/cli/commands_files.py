@@ -70,10 +70,10 @@ def _trace_bounds(
     end = analyse.parse_time_bound(until, now=now, flag="--until") if until else None
     if start is not None and end is not None and start >= end:
         raise UsageError("the time window is empty", hint="--since must be before --until")
-    moment, why = trusted_id_time(query, now=now)
+    issued, why = trusted_id_time(query, now=now)
     if why and not (everything or since or until):
         output.notice(f"{why}: searching as for an ID without a time")
-    return pick.TraceBounds(now, moment, start, end, everything)
+    return pick.TraceBounds(now, issued, start, end, everything)
 
 
 @contextmanager
@@ -140,7 +140,7 @@ def _show_trace(
     nothing matched), the time of its first line and what was searched."""
     damage = Damage()
     # A lookup by time reads a small part of the files: no progress bar for it.
-    by_time = bounds.moment is not None or bounds.since is not None or bounds.until is not None
+    by_time = bounds.issued is not None or bounds.since is not None or bounds.until is not None
     total = pick.file_bytes(settings, paths) if not (settings.loki_url or by_time) else 0
     with output.progress_bar(total, "searching") as progress:
         lookup = pick.trace_records(

@@ -27,7 +27,7 @@ from obsctl.analysis.idtime import MARGIN_S, Span, extensions, widening_steps, w
 from obsctl.errors import UsageError
 from obsctl.query.lookup import Lookup
 from obsctl.query.scan import with_access
-from obsctl.readers.parse import Record, parse_line_checked
+from obsctl.readers.parse import Record, parse_line, parse_line_checked
 from obsctl.settings import Settings
 from obsctl.sources.files import Damage
 from obsctl.sources.http import BackendHttp, build_client
@@ -107,6 +107,44 @@ def entry_json(entry: LogEntry) -> bytes:
     return orjson.dumps({"ts": str(entry.ts), "labels": entry.labels, "line": entry.line})
 
 
+def _plain(entry: LogEntry) -> str:
+    """A line that is not a log record: its Loki time, labels and text, escaped."""
+    from datetime import UTC, datetime
+
+    whole, frac = divmod(entry.ts, NS_PER_S)
+    stamp = datetime.fromtimestamp(whole, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    labels = ",".join(f"{k}={v}" for k, v in sorted(entry.labels.items()))
+    return escape_for_terminal(f"{stamp}.{frac:09d}Z {{{labels}}} {entry.line}")
+
+
+def print_entries(entries: Iterable[LogEntry], *, json_out: bool) -> int:
+    """Write entries to stdout as they arrive (one page in memory); return how many.
+
+    Log records (foundation's JSON lines, Loguru's native shape) are printed by ``tail``'s
+    printer; any other line as Loki time, labels and escaped text.
+    """
+    count = 0
+    if json_out:
+        buffer = sys.stdout.buffer
+        for entry in entries:
+            buffer.write(entry_json(entry) + b"\n")
+            count += 1
+        buffer.flush()
+        return count
+    from obsctl.cli.output import stdout_console
+    from obsctl.render.logs import render_record
+
+    console = stdout_console()
+    for entry in entries:
+        record = parse_line(entry.line.encode("utf-8"))
+        if record is not None:
+            console.print(render_record(record))
+        else:
+            console.out(_plain(entry), highlight=False)
+        count += 1
+    return count
+
+
 # ------------------------------------------------------------------------------ trace over Loki
 
 
@@ -147,8 +185,8 @@ def trace_lookup(settings: Settings, query: str, damage: Damage, *, bounds: Trac
                 f"in Loki from {span.text()} (--all: {widest}, OBSCTL_LOKI_MAX_RANGE)",
                 "give --since/--until to search further back",
             )
-        elif bounds.moment is not None:
-            lookup = _around(bounds.moment, now=now, max_s=max_s, fetch=fetch)
+        elif bounds.issued is not None:
+            lookup = _around(bounds.issued, now=now, max_s=max_s, fetch=fetch)
             if not lookup.records:
                 lookup.searched += f" (up to OBSCTL_LOKI_MAX_RANGE={settings.loki_max_range})"
         else:
@@ -199,11 +237,12 @@ def _outside(wanted: Span, searched: Span) -> list[Span]:
 
 
 def _around(
-    moment: float, *, now: float, max_s: float, fetch: Callable[[Span], list[Record]]
+    issued: Span, *, now: float, max_s: float, fetch: Callable[[Span], list[Record]]
 ) -> Lookup:
     """A v7 ID: the window around its time, extended at the edges the request still writes
     at, widened when it holds nothing; each step asks only for the time not yet searched."""
-    window = window_around(moment, now=now)
+    window = window_around(issued, now=now)
+    moment = (issued.start + issued.end) / 2
     records = fetch(window)
     notes: list[str] = []
     if not records:

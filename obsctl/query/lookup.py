@@ -396,17 +396,17 @@ _MAX_EXTENSIONS = 10_000
 def find_by_time(
     logs: Sequence[LogFile],
     query: str,
-    moment: float,
+    issued: Span,
     damage: Damage,
     *,
     now: float,
     fields: FieldMap = NO_MAP,
 ) -> Lookup:
-    """The records of the full ID ``query`` issued at ``moment``: the window around it, grown
-    while lines sit near its edges; every file when it holds none."""
+    """The records of ``query`` (a v7 ID, or a prefix of one) issued in ``issued``: the window
+    around it, grown while lines sit near its edges; every file when it holds none."""
     located = locate(logs, fields)
     notes: list[str] = []
-    window = window_around(moment, now=now)
+    window = window_around(issued, now=now)
     records = search_span(located, query, window, damage, notes, fields=fields)
     for _ in range(_MAX_EXTENSIONS):
         parts = extensions(window, _epochs(records), now=now)
@@ -421,7 +421,7 @@ def find_by_time(
     records = find_trace_records(logs, query, damage, fields=fields)
     epochs = list(_epochs(records))
     if epochs:
-        gap = min(epochs) - moment
+        gap = min(epochs) - issued.start
         why = (
             f"its lines are {_gap_text(gap)} than that time (an ID made with another clock, "
             "or skew over 5 minutes)"

@@ -31,10 +31,11 @@ def file_bytes(settings: Settings, paths: Sequence[str]) -> int:
 @dataclass(frozen=True, slots=True)
 class TraceBounds:
     """Where ``trace`` looks: ``since``/``until`` given by hand (epoch seconds), ``everything``
-    (``--all``), else around ``moment`` (the trusted time in a v7 ID), else everywhere."""
+    (``--all``), else around ``issued`` (the trusted time of a v7 ID or prefix), else
+    everywhere."""
 
     now: float
-    moment: float | None = None
+    issued: Span | None = None
     since: float | None = None
     until: float | None = None
     everything: bool = False
@@ -62,8 +63,8 @@ def trace_records(
         since = bounds.since if bounds.since is not None else float("-inf")
         until = bounds.until if bounds.until is not None else bounds.now
         return find_in_span(logs, query, Span(since, until), damage, fields=fields)
-    if bounds.moment is not None and not bounds.everything:
-        return find_by_time(logs, query, bounds.moment, damage, now=bounds.now, fields=fields)
+    if bounds.issued is not None and not bounds.everything:
+        return find_by_time(logs, query, bounds.issued, damage, now=bounds.now, fields=fields)
     return find_everywhere(logs, query, damage, progress=progress, fields=fields)
 
 

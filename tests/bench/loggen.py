@@ -13,6 +13,7 @@ from __future__ import annotations
 import random
 import sys
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import orjson
 
@@ -77,14 +78,32 @@ class Generated:
     error_ids: list[str] = field(default_factory=list)
     ok_ids: list[str] = field(default_factory=list)
     middle_error_id: str = ""  # a failed request written after the first half of the file
+    middle_v4_id: str = ""  # with v7 IDs: a client-sent v4 ID after the first half
+    clock_us: int = 0  # the time of the last line, in µs after BASE_EPOCH
+
+
+#: Record times are microseconds after this instant (2026-11-20T00:00:00Z).
+BASE_EPOCH = 1_795_132_800
+_SECONDS: dict[int, str] = {}
 
 
 def _ts(micros: int) -> str:
     seconds, micro = divmod(micros, 1_000_000)
-    minutes, second = divmod(seconds, 60)
-    hours, minute = divmod(minutes, 60)
-    days, hour = divmod(hours, 24)
-    return f"2026-11-{20 + days:02d}T{hour:02d}:{minute:02d}:{second:02d}.{micro:06d}Z"
+    text = _SECONDS.get(seconds)
+    if text is None:
+        moment = datetime.fromtimestamp(BASE_EPOCH + seconds, tz=UTC)
+        text = moment.strftime("%Y-%m-%dT%H:%M:%S")
+        if len(_SECONDS) > 100_000:
+            _SECONDS.clear()
+        _SECONDS[seconds] = text
+    return f"{text}.{micro:06d}Z"
+
+
+def _v7(micros: int, rng: random.Random) -> str:
+    """A UUIDv7 issued ``micros`` after BASE_EPOCH (as foundation issues them)."""
+    ms = BASE_EPOCH * 1000 + micros // 1000
+    value = (ms << 80) | (0x7 << 76) | (rng.getrandbits(12) << 64) | (0b10 << 62)
+    return f"{value | rng.getrandbits(62):032x}"
 
 
 def _request_lines(
@@ -157,24 +176,44 @@ def _request_lines(
     return out, code
 
 
-def generate(path: str, size_bytes: int, *, seed: int = 1) -> Generated:
-    """Write about ``size_bytes`` of log lines to ``path`` (lines of ~4 requests interleave)."""
+def generate(
+    path: str,
+    size_bytes: int,
+    *,
+    seed: int = 1,
+    start_us: int = 0,
+    gap_us: tuple[int, int] = (100, 4000),
+    v7_ids: bool = False,
+) -> Generated:
+    """Write about ``size_bytes`` of log lines to ``path`` (lines of ~4 requests interleave).
+
+    Requests start ``gap_us`` apart (a random gap in that range) from ``start_us`` after
+    2026-11-20T00:00:00Z. With ``v7_ids``, IDs are UUIDv7 of the request's start, as foundation
+    issues them, except one request in fifty that brings its own v4 ID (a client's).
+    """
     rng = random.Random(seed)
     info = Generated(path)
-    clock = 0
+    clock = start_us
     pending: list[tuple[int, bytes]] = []
     batch: list[bytes] = []
     with open(path, "wb") as out:
         while info.bytes < size_bytes:
             # Four requests start close together; their lines are written in time order.
             for _ in range(4):
-                cid = f"{rng.getrandbits(128):032x}"
-                clock += rng.randrange(100, 4000)
+                clock += rng.randrange(*gap_us)
+                client_id = not v7_ids or rng.random() < 0.02
+                cid = f"{rng.getrandbits(128):032x}" if client_id else _v7(clock, rng)
+                if v7_ids and client_id and not info.middle_v4_id and info.bytes >= size_bytes // 2:
+                    info.middle_v4_id = cid
                 lines, code = _request_lines(rng, cid, clock)
                 pending.extend(lines)
                 info.requests += 1
                 if code is not None:
-                    if not info.middle_error_id and info.bytes >= size_bytes // 2:
+                    if (
+                        not info.middle_error_id
+                        and info.bytes >= size_bytes // 2
+                        and not (v7_ids and client_id)
+                    ):
                         info.middle_error_id = cid
                     info.error_lines += 1
                     info.codes[code] = info.codes.get(code, 0) + 1
@@ -194,6 +233,7 @@ def generate(path: str, size_bytes: int, *, seed: int = 1) -> Generated:
                 batch.clear()
         if batch:
             out.write(b"\n".join(batch) + b"\n")
+    info.clock_us = clock
     return info
 
 

@@ -78,7 +78,7 @@ def test_a_long_request_extends_the_range_at_its_edge(
     ranges = loki.log_ranges()
     assert len(ranges) >= 2
     assert all(b - a <= 16 * MINUTE for a, b in ranges)
-    assert all(ranges[i][1] <= ranges[i + 1][0] + 1 for i in range(len(ranges) - 1))
+    assert all(ranges[i][1] <= ranges[i + 1][0] + 1 for i in range(len(ranges) - 1)), ranges
 
 
 def test_a_v7_miss_widens_to_the_maximum_and_names_the_range(

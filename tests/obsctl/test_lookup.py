@@ -105,7 +105,9 @@ def test_rfc_vector_time_and_shapes() -> None:
 
 def test_untrusted_times_say_why() -> None:
     now = T0 + 11 * DAY
-    assert trusted_id_time(CID, now=now) == (pytest.approx(T0, abs=0.001), None)
+    issued, why = trusted_id_time(CID, now=now)
+    assert why is None and issued is not None
+    assert issued.start == issued.end == pytest.approx(T0, abs=0.001)
     old = v7(datetime(2019, 6, 1, tzinfo=UTC).timestamp())
     assert trusted_id_time(old, now=now)[1] == (
         "the time in the ID (2019-06-01 00:00:00 UTC) is before 2020"
@@ -114,17 +116,24 @@ def test_untrusted_times_say_why() -> None:
     moment, why = trusted_id_time(future, now=now)
     assert moment is None and why is not None and "in the future" in why
     assert trusted_id_time("773fa6885c2e4d7f9a6b1c0d2e3f4a5b", now=now) == (None, None)
+    # A prefix of a v7 ID stands for a range of times (8 hex digits: 65.5 seconds)...
+    prefix, why = trusted_id_time(CID[:8], now=now)
+    assert why is None and prefix is not None
+    assert prefix.start <= T0 <= prefix.end and prefix.end - prefix.start == pytest.approx(65.535)
+    # ...but a v4 prefix read as a time is nowhere near now: no time, and no notice.
+    assert trusted_id_time("773fa688", now=now) == (None, None)
+    assert trusted_id_time(CID[:12] + "4abc", now=now) == (None, None)  # version 4
 
 
 def test_window_extensions_and_widening() -> None:
-    window = window_around(T0, now=T0 + DAY)
+    window = window_around(Span(T0, T0), now=T0 + DAY)
     assert window == Span(T0 - MARGIN_S, T0 + 2 * MARGIN_S)
     assert extensions(window, [T0, T0 + 1, T0 + 240]) == []
     # A line 7 minutes after the ID: the window must reach 5 minutes past it.
     assert extensions(window, [T0 + 420]) == [Span(T0 + 2 * MARGIN_S, T0 + 420 + MARGIN_S)]
     assert extensions(window, [T0 - 360]) == [Span(T0 - 360 - MARGIN_S, T0 - MARGIN_S)]
     # Never past now.
-    assert window_around(T0, now=T0 + 10).end == T0 + 10
+    assert window_around(Span(T0, T0), now=T0 + 10).end == T0 + 10
     steps = widening_steps(T0, window, limit_s=2 * DAY, now=T0 + 30 * DAY)
     assert [s.end - s.start for s in steps] == [7200, 43200, 2 * DAY]
 
@@ -190,6 +199,30 @@ def test_plain_file_is_read_around_the_time_only(
     code, records, _ = json_trace(capsys, CID, str(tmp_path), "--all")
     assert code == 0
     assert records[-1]["message"].startswith("far away")
+
+
+def test_a_prefix_of_a_v7_id_is_looked_up_around_its_time_and_may_be_ambiguous(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Support staff paste the first characters: with v7 IDs those are the time, so a prefix
+    narrows the search too; IDs issued in the same minute share 8 characters."""
+    neighbour = v7(T0 + 1.5, tail=43)
+    assert neighbour[:8] == CID[:8]
+    log = merged(
+        traffic(T0 - DAY, T0 + DAY),
+        request(CID, T0),
+        request(neighbour, T0 + 1.5),
+        [_far_copy(CID, T0 + 0.9 * DAY)],
+    )
+    write(tmp_path / "shop.jsonl", *log)
+    code, _, err = run(capsys, "trace", CID[:8], str(tmp_path))
+    assert code == 2
+    # The other traffic had a request in that minute too.
+    assert f"ID prefix {CID[:8]!r} matches 3 requests" in err
+    assert CID in err and neighbour in err
+    code, records, _ = json_trace(capsys, CID[:30], str(tmp_path))
+    assert code == 0
+    assert [r["message"] for r in records] == ["step 0", "request finished"]
 
 
 def test_summary_says_when_the_request_was_issued(
@@ -371,3 +404,59 @@ def test_since_until_bound_any_lookup_and_a_miss_names_them(
     code, _, err = run(capsys, "trace", v4, str(tmp_path), "--all", "--since", "1h")
     assert code == 2
     assert "--all and --since/--until both given" in err
+
+
+# -- archives written by foundation's own rotation ---------------------------------------------
+
+
+@pytest.mark.proc
+def test_archives_from_foundations_rotation_under_load(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lines written at full speed through foundation's rotating file (rotation every 128 KB,
+    members of 32 KB, compression in its background thread meanwhile): every archive passes
+    ``gzip -t``, ``zcat`` gives back every line, and a ten-minute request spread over several
+    archives and members comes out whole, read by member headers."""
+    from foundation import logfiles
+
+    monkeypatch.setattr(logfiles, "MEMBER_BYTES", 32 << 10)
+    long = request(CID, T0, steps=41, gap=15.0)
+    written = merged(traffic(T0 - 4 * 3600, T0 + 4 * 3600, every=3), long)
+    sink = logfiles.RotatingFile(
+        str(tmp_path),
+        "shop",
+        per_process=False,
+        rotation=logfiles.Rotation.parse(128 << 10),
+        retention=None,
+        compress=True,
+    )
+    try:
+        for raw in written:
+            sink.write(raw)
+        assert sink.drain(timeout=60)
+    finally:
+        sink.stop()
+    archives = sorted(tmp_path.glob("shop.*.jsonl.gz"))
+    assert len(archives) >= 5
+    assert not list(tmp_path.glob("shop.*.jsonl"))  # every rotated file was compressed
+    read_back = b""
+    for archive in archives:
+        index = member_index(str(archive))
+        assert index is not None and index.rest is None and len(index.members) >= 2
+        if shutil.which("gzip") is not None:
+            tested = subprocess.run(
+                ["gzip", "-t", str(archive)], capture_output=True, timeout=30, check=False
+            )
+            assert tested.returncode == 0, tested.stderr
+            unzipped = subprocess.run(
+                ["zcat", str(archive)], capture_output=True, timeout=30, check=False
+            )
+            assert unzipped.returncode == 0
+            assert unzipped.stdout == gzip.decompress(archive.read_bytes())
+        read_back += gzip.decompress(archive.read_bytes())
+    read_back += (tmp_path / "shop.jsonl").read_bytes()
+    assert read_back == b"".join(written)
+    code, records, err = json_trace(capsys, CID, str(tmp_path))
+    assert code == 0, err
+    assert len(records) == 42
+    assert [r["message"] for r in records][-1] == "request finished"
