@@ -316,6 +316,51 @@ def _stopped(name: str, code: int) -> str:
     return f"{name} with exit code {code}"
 
 
+def _show_serve(log_dir: str, correlation_id: str) -> int:
+    """Start ``obsctl serve`` on a free port, read the 500's page as a script would, stop it."""
+    import html
+    import re
+    import secrets
+
+    import httpx
+
+    token = secrets.token_hex(24)
+    logs = _shown(Path(log_dir))
+    _say(f"$ OBSCTL_SERVE_TOKEN=… {_obsctl_shown()} serve {logs} --listen 127.0.0.1:0")
+    process = subprocess.Popen(
+        [*_obsctl(), "serve", log_dir, "--listen", "127.0.0.1:0"],
+        env={**_env(), "OBSCTL_SERVE_TOKEN": token},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    status = 0
+    try:
+        assert process.stderr is not None
+        first = process.stderr.readline().strip()
+        _say(first)
+        found = re.search(r"http://\S+/", first)
+        if found is None:
+            return 1
+        url = f"{found.group(0)}trace/{correlation_id}"
+        page = httpx.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        sentence = re.search(r'<h1 class="sentence">(.*?)</h1>', page.text, re.S)
+        status = page.status_code
+        shown = html.unescape(sentence.group(1)) if sentence else page.text[:80]
+        _say(f"  GET /trace/{correlation_id[:12]}… → {status}: {shown}")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if process.stderr is not None:
+            process.stderr.close()
+    _say(f"  serve stopped (exit {process.returncode}); 'Look further' below keeps it running")
+    _say()
+    return 0 if process.returncode == 0 and status == 200 else 1
+
+
 def _report(options: Options, report: Report) -> int:
     crashed = report.with_status(500)
     if not crashed:
@@ -335,6 +380,7 @@ def _report(options: Options, report: Report) -> int:
     codes = [
         _run_obsctl(["errors", "top", log_dir]),
         _run_obsctl(["trace", bug.correlation_id, log_dir]),
+        _show_serve(log_dir, bug.correlation_id),
     ]
     if failed:
         codes.append(_run_obsctl(["trace", receipt, log_dir]))
@@ -349,6 +395,9 @@ def _report(options: Options, report: Report) -> int:
         _say(f"  {obsctl} trace {declined.correlation_id} {logs}   # one order, two services")
     _say(f"  {obsctl} errors top --by route {logs}")
     _say(f"  {obsctl} tail --level WARNING {logs}")
+    _say(
+        f"  OBSCTL_SERVE_TOKEN=$(openssl rand -hex 24) {obsctl} serve {logs}   # the same, as pages"
+    )
     _say("  .venv/bin/uvicorn examples.shop.app:app   # the shop on its own (var/log, var/data)")
     if any(codes):
         print(f"demo: obsctl exited with {codes}", file=sys.stderr)

@@ -34,6 +34,7 @@ __all__ = [
     "ErrorGroup",
     "ErrorReport",
     "GroupBy",
+    "JobOutcome",
     "RecordFilter",
     "Trace",
     "TraceSummary",
@@ -200,6 +201,57 @@ class DownstreamCall:
         return told
 
 
+#: The message of the line foundation writes at the end of every background job execution.
+JOB_FINISHED = "job finished"
+_JOB_ENDINGS = {"success": "succeeded", "retry": "is to be retried", "failure": "failed"}
+
+
+@dataclass(frozen=True, slots=True)
+class JobOutcome:
+    """A background job the traced request enqueued (its lines carry ``job`` and ``job_id``):
+    how many times it ran, how its last run ended and the error it logged."""
+
+    job: str
+    job_id: str | None
+    service: str | None
+    state: str | None
+    executions: int
+    retries: int | None
+    #: Seconds from the request's answer to the job's first start (None without a request).
+    delay_s: float | None
+    duration_ms: float | None = None
+    internal_code: int | None = None
+    external_message: str | None = None
+    internal_message: str | None = None
+    exception_type: str | None = None
+
+    def describe(self) -> str:
+        """``job shop.send_receipt ran 5.2 s later in worker and failed: … (code 30301)``."""
+        told = f"job {self.job} ran"
+        if self.delay_s is not None and self.delay_s < 0:
+            told += " during the request"  # inline (eager), in the request's own process
+        elif self.delay_s is not None and self.delay_s < 0.0005:
+            told += " right after the request"
+        elif self.delay_s is not None:
+            later = f"{self.delay_s:.1f} s" if self.delay_s >= 1 else _ms(self.delay_s * 1000)
+            told += f" {later} later"
+        if self.service:
+            told += f" in {self.service}"
+        if self.executions > 1:
+            told += f" ({self.executions} times)"
+        if self.state is None:
+            return f"{told} and has no finished line (still running, or its worker stopped)"
+        told += f" and {_JOB_ENDINGS.get(self.state, self.state)}"
+        if self.state != "failure":
+            return told
+        code = f" (code {self.internal_code})" if self.internal_code is not None else ""
+        if self.external_message and self.internal_code != UNHANDLED_CODE:
+            return f"{told}: {self.external_message.rstrip().rstrip('.')}.{code}"
+        if self.exception_type:
+            return f"{told}: an internal error ({self.exception_type}){code}"
+        return f"{told}{code}"
+
+
 def _endpoint(method: str | None, target: str | None) -> str | None:
     if method and target:
         return f"{method} {target}"
@@ -234,6 +286,7 @@ class TraceSummary:
     exception_type: str | None = None
     exception_value: str | None = None
     calls: tuple[DownstreamCall, ...] = ()
+    jobs: tuple[JobOutcome, ...] = ()
 
     @property
     def endpoint(self) -> str | None:
@@ -242,8 +295,12 @@ class TraceSummary:
     def plain_words(self) -> str:
         """One sentence for support staff, e.g. "Request POST /orders answered 409 Conflict
         after 12.3 ms: This product is out of stock. (code 30101)"."""
-        what = f"Request {self.endpoint}" if self.endpoint else "The request"
         status = self.status if self.status is not None else self.http_code
+        if self.jobs and status is None and self.endpoint is None:
+            # Work enqueued outside any request (a script, a schedule): only the jobs to tell.
+            told = "; then ".join(job.describe() for job in self.jobs)
+            return f"{told[0].upper()}{told[1:]}."
+        what = f"Request {self.endpoint}" if self.endpoint else "The request"
         if status is None:
             told = f"{what} has no finished line in the logs"
             told += " (still running, or the app stopped before answering)"
@@ -256,6 +313,8 @@ class TraceSummary:
         if self.calls:
             called = "; ".join(call.describe() for call in self.calls)
             sentence = f"{sentence.removesuffix('.')}; it called {called}."
+        for job in self.jobs:
+            sentence = f"{sentence.removesuffix('.')}; then {job.describe().removesuffix('.')}."
         return sentence
 
     def _reason(self, status: int | None) -> str:
@@ -441,6 +500,7 @@ def build_trace(records: Iterable[Record], correlation_id: str) -> Trace:
         raise ValueError(f"no record has correlation_id {correlation_id!r}")
     access: list[Record] = []
     errors: list[Record] = []
+    jobs: dict[tuple[str, object], list[Record]] = {}
     sources: dict[str, None] = {}
     worst, worst_rank = mine[0], -1
     levels = _LEVELS
@@ -455,22 +515,28 @@ def build_trace(records: Iterable[Record], correlation_id: str) -> Trace:
             worst, worst_rank = record, rank
         if data.get("message") == ACCESS_MESSAGE and record.status is not None:
             access.append(record)
-        if "exception" in data and record.exception is not None:
-            with_exception.append(index)
-            errors.append(record)
-        elif "internal_code" in data and record.internal_code is not None:
-            errors.append(record)
         source = record.source
         if source and source not in sources:
             sources[source] = None
+        failed = "exception" in data and record.exception is not None
+        if failed:
+            with_exception.append(index)
+        job = data.get("job")
+        if job.__class__ is str and job:
+            # A background job's line: it tells the job's story, not the request's.
+            jobs.setdefault((job, data.get("job_id")), []).append(record)
+        elif failed or ("internal_code" in data and record.internal_code is not None):
+            errors.append(record)
     requests = sorted((_Span.of(record) for record in access), key=_Span.order)
     outer = requests[0] if requests else None
     inner = requests[1:]
     # What the inner requests logged describes them, not the request the client made.
     own_errors = [r for r in errors if not any(span.holds(r) for span in inner)]
     scope: Iterable[Record] = mine
-    if inner:  # lazily: the first record with the key usually comes early
-        scope = (r for r in mine if not any(span.holds(r) for span in inner))
+    if inner or jobs:  # lazily: the first record with the key usually comes early
+        scope = (
+            r for r in mine if "job" not in r.data and not any(span.holds(r) for span in inner)
+        )
     error_rec = _worst(own_errors or errors)
     exc = error_rec.exception if error_rec is not None else None
     internal_msg = None
@@ -497,8 +563,54 @@ def build_trace(records: Iterable[Record], correlation_id: str) -> Trace:
         exception_type=_str_or_none(exc.get("type")) if exc else None,
         exception_value=_str_or_none(exc.get("value")) if exc else None,
         calls=tuple(span.call(errors) for span in inner),
+        jobs=_jobs(
+            jobs,
+            outer.end if outer is not None else None,
+            _str_or_none(head.data.get("service")) if head is not None else None,
+        ),
     )
     return Trace(summary, tuple(mine), mine[0].epoch, tuple(with_exception))
+
+
+def _jobs(
+    runs: dict[tuple[str, object], list[Record]], since: float | None, service: str | None
+) -> tuple[JobOutcome, ...]:
+    """One outcome per job ID, in the order the jobs started.
+
+    A worker may pick a job up before the request has written its access line: a job in another
+    service never counts as running "during the request" (its delay is at least 0)."""
+    outcomes: list[tuple[float, JobOutcome]] = []
+    for (job, job_id), records in runs.items():
+        ends = [r for r in records if r.data.get("message") == JOB_FINISHED]
+        last = ends[-1] if ends else None
+        start = records[0].epoch
+        if ends and ends[0].epoch is not None:
+            took = _num(ends[0].data.get("duration_ms"))
+            start = ends[0].epoch - (took or 0.0) / 1000
+        failed = [r for r in records if r.internal_code is not None or r.exception is not None]
+        error = _worst(failed) if last is not None and last.data.get("state") == "failure" else None
+        exc = error.exception if error is not None else None
+        state = last.data.get("state") if last is not None else None
+        where = _str_or_none(_first(records, "service"))
+        delay = start - since if start is not None and since is not None else None
+        if delay is not None and delay < 0 and where != service:
+            delay = 0.0
+        outcome = JobOutcome(
+            job=job,
+            job_id=_str_or_none(job_id),
+            service=where,
+            state=_str_or_none(state),
+            executions=len(ends),
+            retries=as_int(last.data.get("retries")) if last is not None else None,
+            delay_s=delay,
+            duration_ms=_num(last.data.get("duration_ms")) if last is not None else None,
+            internal_code=error.internal_code if error is not None else None,
+            external_message=_str_or_none(error.data.get("external_message")) if error else None,
+            internal_message=_str_or_none(error.message) if error is not None else None,
+            exception_type=_str_or_none(exc.get("type")) if exc else None,
+        )
+        outcomes.append((start if start is not None else float("inf"), outcome))
+    return tuple(outcome for _, outcome in sorted(outcomes, key=lambda pair: pair[0]))
 
 
 def _str_or_none(value: object) -> str | None:
@@ -570,6 +682,9 @@ def _merge_counts(mine: Counter[Any], theirs: Counter[Any]) -> None:
 
 
 def _route(data: dict[str, Any]) -> str | None:
+    job = data.get("job")
+    if isinstance(job, str) and job:
+        return f"job:{job}"  # a background job's error: where a request's route would be
     target = data.get("route") or data.get("path")
     if not isinstance(target, str) or not target:
         return None
@@ -578,6 +693,9 @@ def _route(data: dict[str, Any]) -> str | None:
 
 
 def _route_template(data: dict[str, Any]) -> str | None:
+    job = data.get("job")
+    if isinstance(job, str) and job:
+        return f"job:{job}"
     target = data.get("route") or data.get("path")
     return target if isinstance(target, str) and target else None
 

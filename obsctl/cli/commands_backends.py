@@ -353,7 +353,8 @@ def loki_query(
     insecure: Insecure = None,
 ) -> None:
     """Log lines of a LogQL query, paging past Loki's 5000-entry cap without loss or repeats."""
-    from obsctl.query.loki import loki_client, print_entries, time_range
+    from obsctl.cli.loki_print import print_entries
+    from obsctl.query.loki import loki_client, time_range
     from obsctl.sources.loki import PagingReport
 
     settings = resolve(

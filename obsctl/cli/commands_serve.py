@@ -8,6 +8,7 @@ the real one (``--listen 127.0.0.1:0`` picks a free port) and a taken port is a 
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import sys
 from collections.abc import Mapping, Sequence
@@ -67,6 +68,10 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _quiet(sig: int, frame: object) -> None:
+    """A signal handler that does nothing: uvicorn has already shut down when it is called."""
+
+
 def serve(
     paths: Sequence[str],
     *,
@@ -118,6 +123,11 @@ def serve(
             server_header=False,
         )
     )
+    # uvicorn stops gracefully on SIGINT/SIGTERM, then re-sends the signal to the handler that
+    # was there before it (the default one kills the process with -15). A quiet handler there
+    # makes Ctrl-C and SIGTERM a clean stop with exit 0.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _quiet)
     try:
         server.run(sockets=[sock])
     finally:

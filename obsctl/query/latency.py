@@ -158,7 +158,7 @@ class _LatencyWork:
                 ts = doc["ts"]
                 _add(scan, doc, ts_to_epoch(ts) if isinstance(ts, str) else None)
                 return
-        records, reason = parse_records_checked(line, fields=self.fields)
+        records, reason = parse_records_checked(line, fields=self.fields, own_lines=False)
         if reason is not None:
             scan.damage.line(reason, source)
         for record in records:

@@ -27,7 +27,7 @@ from obsctl.analysis.idtime import MARGIN_S, Span, extensions, widening_steps, w
 from obsctl.errors import UsageError
 from obsctl.query.lookup import Lookup
 from obsctl.query.scan import with_access
-from obsctl.readers.parse import Record, parse_line, parse_line_checked
+from obsctl.readers.parse import Record, parse_line_checked
 from obsctl.settings import Settings
 from obsctl.sources.files import Damage
 from obsctl.sources.http import BackendHttp, build_client
@@ -105,44 +105,6 @@ def escape_for_terminal(text: str) -> str:
 def entry_json(entry: LogEntry) -> bytes:
     """``{"ts": "<ns string>", "labels": {...}, "line": "..."}``: the ns time never as a float."""
     return orjson.dumps({"ts": str(entry.ts), "labels": entry.labels, "line": entry.line})
-
-
-def _plain(entry: LogEntry) -> str:
-    """A line that is not a log record: its Loki time, labels and text, escaped."""
-    from datetime import UTC, datetime
-
-    whole, frac = divmod(entry.ts, NS_PER_S)
-    stamp = datetime.fromtimestamp(whole, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    labels = ",".join(f"{k}={v}" for k, v in sorted(entry.labels.items()))
-    return escape_for_terminal(f"{stamp}.{frac:09d}Z {{{labels}}} {entry.line}")
-
-
-def print_entries(entries: Iterable[LogEntry], *, json_out: bool) -> int:
-    """Write entries to stdout as they arrive (one page in memory); return how many.
-
-    Log records (foundation's JSON lines, Loguru's native shape) are printed by ``tail``'s
-    printer; any other line as Loki time, labels and escaped text.
-    """
-    count = 0
-    if json_out:
-        buffer = sys.stdout.buffer
-        for entry in entries:
-            buffer.write(entry_json(entry) + b"\n")
-            count += 1
-        buffer.flush()
-        return count
-    from obsctl.cli.output import stdout_console
-    from obsctl.render.logs import render_record
-
-    console = stdout_console()
-    for entry in entries:
-        record = parse_line(entry.line.encode("utf-8"))
-        if record is not None:
-            console.print(render_record(record))
-        else:
-            console.out(_plain(entry), highlight=False)
-        count += 1
-    return count
 
 
 # ------------------------------------------------------------------------------ trace over Loki

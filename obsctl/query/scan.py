@@ -325,20 +325,21 @@ def _access_in(
 
 def _error_fields(
     line: bytes, source: str, damage: Damage, fields: FieldMap
-) -> list[tuple[dict[str, Any], float | None]]:
+) -> tuple[list[tuple[dict[str, Any], float | None]], bool]:
     """The fields and epoch of each record of a candidate line (orjson directly for schema v1;
-    the full parser for anything else: damage, NaN, NUL runs, the other shapes, ``--map``)."""
+    the full parser for anything else: damage, NaN, NUL runs, the other shapes, ``--map``), and
+    whether they may join an access line (schema v1's, the only shape that writes them)."""
     try:
         doc = orjson.loads(line)
     except orjson.JSONDecodeError:
         doc = None
     if not fields and isinstance(doc, dict) and "correlation_id" in doc and "ts" in doc:
         ts = doc.get("ts")
-        return [(doc, ts_to_epoch(ts) if isinstance(ts, str) else None)]
-    records, reason = parse_records_checked(line, fields=fields)
+        return [(doc, ts_to_epoch(ts) if isinstance(ts, str) else None)], True
+    records, reason = parse_records_checked(line, fields=fields, own_lines=False, errors_only=True)
     if reason is not None:
         damage.line(reason, source)
-    return [(record.data, record.epoch) for record in records]
+    return [(record.data, record.epoch) for record in records], False
 
 
 def _bytes_before(path: str, offset: int) -> bytes:
@@ -418,9 +419,12 @@ class _ErrorWork:
             self._resolve(pending, buf, lo, min(hi, lo + ACCESS_WINDOW), add)
             pending = []
         for start, end in _lines_with(text, lo, hi, needles):
-            for data, epoch in _error_fields(
-                bytes(buf[start:end]), source, part.damage, self.fields
-            ):
+            found, joinable = _error_fields(bytes(buf[start:end]), source, part.damage, self.fields)
+            if not joinable:
+                for data, epoch in found:
+                    add(data, epoch)
+                continue
+            for data, epoch in found:
                 pending = self._record(
                     buf,
                     text,
@@ -452,6 +456,9 @@ class _ErrorWork:
         start, end = line
         cid = data.get("correlation_id")
         if not isinstance(cid, str) or not cid or data.get("route") or data.get("path"):
+            add(data, epoch)
+            return pending
+        if data.get("job"):  # a job's error: its request's access line has another route
             add(data, epoch)
             return pending
         level = data.get("level")

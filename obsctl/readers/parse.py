@@ -298,7 +298,14 @@ def parse_line_checked(
 
 
 def parse_records_checked(
-    raw: bytes, *, source: str = "", offset: int = 0, seq: int = 0, fields: FieldMap = NO_MAP
+    raw: bytes,
+    *,
+    source: str = "",
+    offset: int = 0,
+    seq: int = 0,
+    fields: FieldMap = NO_MAP,
+    own_lines: bool = True,
+    errors_only: bool = False,
 ) -> tuple[list[Record], str | None]:
     """Parse one line; return ``(records, None)``, ``([], reason)`` or ``([], None)`` for blank.
 
@@ -307,7 +314,10 @@ def parse_records_checked(
     Reasons: ``"corrupt"``, ``"non-UTF-8"``, ``"not a log record"``, ``"NUL-filled"``,
     ``"oversized"`` (more than :data:`MAX_LINE_BYTES`). ``source``/``offset``/``seq`` are copied
     into the record (where it came from, and a tie-breaker for stable time ordering; the n-th
-    record of a many-record line gets ``seq + n``).
+    record of a many-record line gets ``seq + n``). ``own_lines=False``: a scan that never prints
+    the records skips encoding each record of a many-record OTLP line on its own (its ``raw`` is
+    then the whole line). ``errors_only``: records below ERROR of a many-record line may be left
+    out (``errors top`` reads nothing else).
     """
     line = raw.rstrip(b"\r\n")
     first = line[:1]
@@ -345,9 +355,11 @@ def parse_records_checked(
             ordered = dict(doc)
             ordered["level"] = level.upper()
         return [Record(ordered, line, strict, source, offset, seq)], None
-    shaped = read_doc(doc)
+    shaped = read_doc(
+        doc, own_lines=own_lines, errors_only=errors_only and not fields.maps("level")
+    )
     if not shaped:
-        return [], NOT_RECORD
+        return [], (None if errors_only and "resourceLogs" in doc else NOT_RECORD)
     records = []
     for index, (values, view, own) in enumerate(shaped):
         if fields:

@@ -56,10 +56,14 @@ def shape_of(doc: dict[str, Any]) -> str:
     return "v1" if "ts" in doc else "json"
 
 
-def read_doc(doc: dict[str, Any]) -> list[Shaped]:
-    """The records of one decoded line (see the module docstring)."""
+def read_doc(
+    doc: dict[str, Any], *, own_lines: bool = True, errors_only: bool = False
+) -> list[Shaped]:
+    """The records of one decoded line (see the module docstring). ``own_lines=False`` skips
+    encoding each record of a many-record line on its own (a scan that never prints them);
+    ``errors_only`` lets a many-record line skip, unread, records below ERROR severity."""
     if "resourceLogs" in doc:
-        return _otlp(doc)
+        return _otlp(doc, own_lines=own_lines, errors_only=errors_only)
     if "@timestamp" in doc or "log.level" in doc or "ecs.version" in doc:
         return [(_ecs(doc), doc, None)]
     return [(_flat(doc), doc, None)]
@@ -238,44 +242,58 @@ _OTLP_CONSUMED = frozenset(
 )
 
 
-def _otlp(doc: dict[str, Any]) -> list[Shaped]:
+def _otlp(doc: dict[str, Any], *, own_lines: bool, errors_only: bool) -> list[Shaped]:
     """Every log record of an OTLP/JSON ``resourceLogs`` line, each with its resource's
     ``service.name`` and its scope's name as logger."""
     out: list[Shaped] = []
     resources = doc.get("resourceLogs")
     if not isinstance(resources, list):
         return out
+    groups = []
     for resource_logs in resources:
         if not isinstance(resource_logs, dict):
             continue
         resource = resource_logs.get("resource")
-        resource_attrs = (
-            _attributes(resource.get("attributes")) if isinstance(resource, dict) else {}
-        )
+        attrs = _attributes(resource.get("attributes")) if isinstance(resource, dict) else {}
         scopes = resource_logs.get("scopeLogs")
         for scope_logs in scopes if isinstance(scopes, list) else ():
             if not isinstance(scope_logs, dict):
                 continue
-            scope = scope_logs.get("scope")
-            scope_name = scope.get("name") if isinstance(scope, dict) else None
             records = scope_logs.get("logRecords")
-            for item in records if isinstance(records, list) else ():
-                if isinstance(item, dict):
-                    out.append(
-                        _otlp_record(item, resource_logs, scope_logs, resource_attrs, scope_name)
-                    )
-    if len(out) > 1:
-        return out
-    return [(values, view, None) for values, view, _ in out]  # one record: the line as logged
+            if isinstance(records, list):
+                groups.append((resource_logs, scope_logs, attrs, records))
+    # One record: the line as logged; several: each printed alone in its own envelope.
+    encode = own_lines and sum(len(records) for *_, records in groups) > 1
+    for resource_logs, scope_logs, attrs, records in groups:
+        scope = scope_logs.get("scope")
+        scope_name = scope.get("name") if isinstance(scope, dict) else None
+        for item in records:
+            if not isinstance(item, dict) or (errors_only and not _is_error(item)):
+                continue
+            values, view = _otlp_record(item, attrs, scope_name)
+            own = _own_line(item, resource_logs, scope_logs) if encode else None
+            out.append((values, view, own))
+    return out
+
+
+def _is_error(item: dict[str, Any]) -> bool:
+    level = otlp_level(item.get("severityNumber"), item.get("severityText"))
+    return level in {"ERROR", "CRITICAL"}
+
+
+def _own_line(
+    item: dict[str, Any], resource_logs: dict[str, Any], scope_logs: dict[str, Any]
+) -> bytes:
+    """An OTLP/JSON line holding ``item`` alone, with its resource and scope."""
+    scope = {k: v for k, v in scope_logs.items() if k != "logRecords"}
+    resource = {k: v for k, v in resource_logs.items() if k != "scopeLogs"}
+    single = {"resourceLogs": [{**resource, "scopeLogs": [{**scope, "logRecords": [item]}]}]}
+    return orjson.dumps(single)
 
 
 def _otlp_record(
-    item: dict[str, Any],
-    resource_logs: dict[str, Any],
-    scope_logs: dict[str, Any],
-    resource_attrs: dict[str, Any],
-    scope_name: object,
-) -> Shaped:
+    item: dict[str, Any], resource_attrs: dict[str, Any], scope_name: object
+) -> tuple[dict[str, Any], dict[str, Any]]:
     attrs = _attributes(item.get("attributes"))
     values: dict[str, Any] = {
         "ts": utc_ts(item.get("timeUnixNano") or item.get("observedTimeUnixNano")),
@@ -308,18 +326,4 @@ def _otlp_record(
     for key, value in attrs.items():
         if key not in _OTLP_CONSUMED and key not in values:
             values[key] = value
-    view = {**resource_attrs, **attrs, **item}
-    single = {
-        "resourceLogs": [
-            {
-                **{k: v for k, v in resource_logs.items() if k != "scopeLogs"},
-                "scopeLogs": [
-                    {
-                        **{k: v for k, v in scope_logs.items() if k != "logRecords"},
-                        "logRecords": [item],
-                    }
-                ],
-            }
-        ]
-    }
-    return values, view, orjson.dumps(single)
+    return values, {**resource_attrs, **attrs, **item}

@@ -248,6 +248,8 @@ def _summary_panel(trace: Trace, now: float | None = None) -> Panel:
         row("status", Text(f"{s.status}{took}", style=_status_style(s.status)))
     if s.calls:
         row("calls", "\n".join(escape(call.describe(), limit=300) for call in s.calls[:20]))
+    if s.jobs:
+        row("jobs", "\n".join(escape(job.describe(), limit=300) for job in s.jobs[:20]))
     if s.internal_code is not None or s.http_code is not None:
         code = f"code {s.internal_code}" if s.internal_code is not None else "no code"
         http = f" (HTTP {s.http_code})" if s.http_code is not None else ""

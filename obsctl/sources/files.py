@@ -181,13 +181,26 @@ def expand_paths(paths: Iterable[str], *, default_dir: str) -> list[LogFile]:
             raise UsageError(f"no such file or directory: {item!r}", hint="check the path")
     result: list[LogFile] = []
     seen: set[str] = set()
-    for path in found:
+    listed = set(found)
+    for listed_path in found:
+        path = listed_path
         real = os.path.realpath(path)
         if real in seen:
             continue
+        # A rotated file and its archive both exist between the archive's rename and the
+        # source's unlink: same lines, read once, from the plain file.
+        if path.endswith(".gz") and path[:-3] in listed:
+            continue
         seen.add(real)
         try:
-            with open(path, "rb") as handle:
+            try:
+                handle = open(path, "rb")  # noqa: SIM115 - closed just below
+            except FileNotFoundError:
+                if not os.path.isfile(path + ".gz") or path + ".gz" in listed:
+                    raise
+                path += ".gz"  # compressed (and unlinked) since the directory was listed
+                handle = open(path, "rb")  # noqa: SIM115 - closed just below
+            with handle:
                 head = handle.read(8)
             size = os.path.getsize(path)
         except OSError as exc:
@@ -459,6 +472,34 @@ class _Range:
         return count
 
 
+class _Skipping:
+    """``readinto`` limited to ``[start, end)`` of a decompressed stream."""
+
+    def __init__(self, inner: _Readable, start: int, end: int | None, *, whole: bool) -> None:
+        self._inner = inner
+        self._skip = start
+        self._left = end - start if end is not None else None
+        self._whole = whole
+
+    def ends_cleanly(self) -> bool:
+        return self._whole and self._inner.ends_cleanly()
+
+    def readinto(self, buffer: memoryview) -> int:
+        while self._skip > 0:
+            count = self._inner.readinto(buffer[: self._skip])
+            if count == 0:
+                return 0
+            self._skip -= count
+        if self._left is not None:
+            if self._left <= 0:
+                return 0
+            buffer = buffer[: self._left]
+        count = self._inner.readinto(buffer)
+        if self._left is not None:
+            self._left -= count
+        return count
+
+
 #: One buffer of complete lines: ``buf[start:end]`` are whole lines (each ending in ``\n``),
 #: and ``base`` is the stream offset of ``buf[0]``.
 Buffer: TypeAlias = "bytes | bytearray | mmap.mmap"
@@ -619,16 +660,31 @@ def iter_blocks(
     """
     source = log.path
     size = BLOCK_BYTES if block_bytes is None else block_bytes
+    archived = False
     try:
         raw = open(log.path, "rb")  # noqa: SIM115 - closed in finally, after the generator ends
+    except FileNotFoundError as exc:
+        # A rotated file compressed since it was listed (the archive's rename comes before the
+        # source's unlink): its archive holds the same bytes, so the same range is read there.
+        try:
+            if log.kind != "plain":
+                raise
+            raw = open(log.path + ".gz", "rb")  # noqa: SIM115 - closed in finally
+            archived = True
+        except OSError:
+            damage.file(f"unreadable: {exc.strerror}", source)
+            return
     except OSError as exc:
         damage.file(f"unreadable: {exc.strerror}", source)
         return
     zip_reader: _ZipMembers | None = None
     try:
         reader: _Readable | None = None
-        kind = log.kind if _backed_by_stream(raw, log.path, log.kind) else "plain"
-        if kind == "plain" and _quiet(raw):
+        kind = log.kind if archived or _backed_by_stream(raw, log.path, log.kind) else "plain"
+        if archived:
+            inflated = _Decompressing(raw, "gzip", source, damage)
+            reader = _Skipping(inflated, start, end, whole=end is None or end >= log.size)
+        elif kind == "plain" and _quiet(raw):
             pass  # mapped below
         elif kind == "plain":
             reader = _Range(raw, start, end, whole=end is None or end >= log.size)

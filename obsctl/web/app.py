@@ -87,7 +87,9 @@ class ServeConfig:
 class _Found:
     ids: tuple[str, ...]
     trace: Trace | None
-    damage: str | None
+    notes: str
+    searched: str
+    now: float
 
 
 @dataclass(slots=True)
@@ -186,23 +188,24 @@ class _Site:
             return exc.one_line()
         names = [log.path.rsplit("/", 1)[-1] for log in logs]
         shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
-        return f"{len(names)} log file{'s' if len(names) != 1 else ''} ({shown}), every line"
+        return f"{len(names)} log file{'s' if len(names) != 1 else ''} ({shown})"
 
     # -- work -------------------------------------------------------------------------------------
 
     def find(self, query: str) -> _Found:
-        damage = Damage()
-        # A UUIDv7 ID (or a prefix of one) is looked up around its time, as on the command line.
+        """The same lookup as ``obsctl trace ID``: where a v7 ID's time points, else everywhere
+        (widening before it answers nothing), then the same analysis."""
         now = time.time()
-        issued, _ = trusted_id_time(query, now=now)
-        bounds = pick.TraceBounds(now, issued)
+        moment, why = trusted_id_time(query, now=now)
+        bounds = pick.TraceBounds(now, moment)
+        damage = Damage()
         lookup = pick.trace_records(
             self.config.settings, query, list(self.config.paths), damage, bounds=bounds
         )
-        records = lookup.records
-        ids = tuple(analyse.resolve_id(records, query))
-        trace = analyse.build_trace(records, ids[0]) if len(ids) == 1 else None
-        return _Found(ids, trace, damage.summary())
+        ids = tuple(analyse.resolve_id(lookup.records, query))
+        trace = analyse.build_trace(lookup.records, ids[0]) if len(ids) == 1 else None
+        notes = [why, *lookup.notes, damage.summary()]
+        return _Found(ids, trace, "; ".join(n for n in notes if n), lookup.searched, now)
 
     def error_report(self, by: str, since: str) -> tuple[ErrorReport | None, str | None]:
         key = (by, since)
@@ -358,8 +361,8 @@ def create_app(config: ServeConfig) -> FastAPI:
             return outcome
         if outcome.trace is None:
             return _unfound_page(site, request, user, query, outcome)
-        page = views.trace_page(outcome.trace, now=datetime.now(UTC))
-        return site.page("trace.html", request, user=user, t=page, damage=outcome.damage)
+        page = views.trace_page(outcome.trace, now=outcome.now)
+        return site.page("trace.html", request, user=user, t=page, damage=outcome.notes)
 
     @app.get("/api/trace/{raw_id}")
     async def trace_json(request: Request, raw_id: str) -> Response:
@@ -383,10 +386,8 @@ def create_app(config: ServeConfig) -> FastAPI:
                 409,
             )
         if outcome.trace is None:
-            return _json(
-                {"error": f"no log line has correlation ID {query!r}", "searched": site.searched()},
-                404,
-            )
+            told = f"no log line has correlation ID {query!r} {outcome.searched}".rstrip()
+            return _json({"error": told, "logs": site.searched()}, 404)
         return Response(_records_json(outcome.trace.records), media_type="application/json")
 
     @app.get("/errors", response_class=HTMLResponse)
@@ -475,7 +476,7 @@ def _unfound_page(site: _Site, request: Request, user: str, query: str, found: _
         status=404,
         user=user,
         title="No record of this request",
-        text=f"No log line has the ID {query}.",
+        text=f"No log line has the ID {query} {found.searched}".rstrip() + ".",
         searched=site.searched(),
     )
 

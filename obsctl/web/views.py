@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from obsctl.analysis.analyse import ErrorReport, Trace, level_rank
+from obsctl.analysis.idtime import ago_text
 from obsctl.render.logs import escape, spark, traceback_lines
 
 __all__ = [
@@ -20,7 +21,6 @@ __all__ = [
     "TimelineRow",
     "TracePage",
     "TracebackBlock",
-    "ago",
     "error_rows",
     "trace_page",
 ]
@@ -28,21 +28,6 @@ __all__ = [
 #: A timeline longer than twice this shows its first and last rows, as in the terminal.
 TIMELINE_EDGE = 200
 MAX_TRACEBACKS = 5
-
-
-def ago(moment: datetime, now: datetime) -> str:
-    """``3 days ago``, ``5 min ago``, ``just now``; ``in the future`` for a clock ahead of ours."""
-    seconds = (now - moment).total_seconds()
-    if seconds < -1:
-        return "in the future (its clock is ahead of this server's)"
-    if seconds < 45:
-        return "just now"
-    for unit, size in (("day", 86400), ("hour", 3600), ("min", 60)):
-        if seconds >= size:
-            count = int(seconds // size)
-            plural = "s" if count != 1 and unit != "min" else ""
-            return f"{count} {unit}{plural} ago"
-    return "just now"
 
 
 def _when(ts: str) -> datetime | None:
@@ -189,13 +174,13 @@ def _tracebacks(trace: Trace) -> tuple[TracebackBlock, ...]:
     return tuple(blocks)
 
 
-def trace_page(trace: Trace, *, now: datetime) -> TracePage:
+def trace_page(trace: Trace, *, now: float) -> TracePage:
     """The page model of one request: the sentence, the facts a support agent quotes, the
     timeline, the folded tracebacks and the plain text for a ticket."""
     s = trace.summary
     start = _when(s.first_ts)
     when = _clock(s.first_ts)
-    since = ago(start, now) if start is not None else ""
+    since = ago_text(now - start.timestamp()) if start is not None else ""
     sentence = escape(s.plain_words(), limit=1000)
     told = f"{when} ({since})" if since else when
     facts: list[tuple[str, str]] = []
@@ -211,6 +196,8 @@ def trace_page(trace: Trace, *, now: datetime) -> TracePage:
         facts.append(("status", f"{s.status}{took}"))
     if s.calls:
         facts.append(("calls", "\n".join(escape(c.describe(), limit=300) for c in s.calls[:20])))
+    if s.jobs:
+        facts.append(("jobs", "\n".join(escape(j.describe(), limit=300) for j in s.jobs[:20])))
     if s.internal_code is not None or s.http_code is not None:
         code = f"code {s.internal_code}" if s.internal_code is not None else "no code"
         http = f" (HTTP {s.http_code})" if s.http_code is not None else ""

@@ -161,3 +161,67 @@ def test_a_file_that_is_not_json_lines_is_skipped_and_reported(tmp_path: Path) -
     log = LogFile(str(path), "plain", path.stat().st_size)
     assert list(iter_lines(log, damage)) == []
     assert damage.summary() == "skipped notes.txt (not a JSON log file)"
+
+
+# -- foundation's rotation, caught in every intermediate state ----------------------------------
+
+ROTATED = "shop.2026-11-26T04-31-59-123456Z.jsonl"
+
+
+def _lines_of(paths: list[str]) -> list[bytes]:
+    damage = Damage()
+    lines = [raw for log in expand_paths(paths, default_dir="unused")
+             for _, raw in iter_lines(log, damage)]  # fmt: skip
+    assert damage.summary() is None
+    return lines
+
+
+def _archived(directory: Path, *, keep_source: bool) -> Path:
+    """A rotated file compressed by foundation's own writer; its source kept or not."""
+    from foundation.logfiles import compress_rotated
+
+    rotated = directory / ROTATED
+    rotated.write_bytes(LINES)
+    kept = rotated.read_bytes()
+    assert compress_rotated(str(rotated)) == "compressed"
+    if keep_source:  # the moment between the archive's rename and the source's unlink
+        rotated.write_bytes(kept)
+    return rotated
+
+
+@pytest.mark.parametrize("state", ["rotated", "being compressed", "both names", "archived"])
+def test_each_state_of_a_rotation_is_read_exactly_once(tmp_path: Path, state: str) -> None:
+    write(tmp_path / "shop.jsonl", line(5000, message="live"))
+    rotated = tmp_path / ROTATED
+    if state == "rotated":
+        rotated.write_bytes(LINES)
+    elif state == "being compressed":  # the hidden temporary archive, half written
+        rotated.write_bytes(LINES)
+        (tmp_path / f".{ROTATED}.gz.tmp").write_bytes(gzip.compress(LINES)[:200])
+    else:
+        _archived(tmp_path, keep_source=state == "both names")
+    for paths in ([str(tmp_path)], [str(tmp_path / "*")]):
+        assert sorted(_lines_of(paths)) == sorted(
+            [*LINES.splitlines(), line(5000, message="live").rstrip(b"\n")]
+        )
+
+
+def test_a_file_compressed_after_listing_is_read_from_its_archive(tmp_path: Path) -> None:
+    from foundation.logfiles import compress_rotated
+
+    rotated = tmp_path / ROTATED
+    rotated.write_bytes(LINES)
+    (log,) = expand_paths([str(tmp_path)], default_dir="unused")
+    assert compress_rotated(str(rotated)) == "compressed"  # and the source is gone
+    damage = Damage()
+    assert [raw for _, raw in iter_lines(log, damage)] == LINES.splitlines()
+    assert damage.summary() is None
+    # A range of the plain file (parallel scans cut big files) maps onto the same bytes.
+    middle = LINES.index(b"\n", 10_000) + 1
+    first = b"".join(
+        bytes(buf[lo:hi]) for buf, lo, hi, _ in files.iter_blocks(log, damage, end=middle)
+    )
+    rest = b"".join(
+        bytes(buf[lo:hi]) for buf, lo, hi, _ in files.iter_blocks(log, damage, start=middle)
+    )
+    assert first + rest == LINES and damage.summary() is None

@@ -34,6 +34,9 @@ HOSTILE = [
     "\u202egnp.exe",
     "\x1b[31mred\x1b[0m\x1b]0;title\x07",
     "</td></tr></table><h1>broken layout</h1>",
+    "\x9b31mC1 CSI\x1b[2J\r\ncleared",
+    "one\u2028two\u2029three\x85four",
+    "z" * 100_000,
 ]
 
 
@@ -181,8 +184,11 @@ async def test_hostile_log_lines_are_inert_text(client: httpx.AsyncClient) -> No
     assert response.status_code == 200
     body = response.text
     assert "&lt;script&gt;alert(&#39;pwned&#39;)&lt;/script&gt;" in body
-    for raw in ("<script>alert", "<img src=x", "<svg", "<h1>broken", "\u202e", "\x1b", "\x07"):
+    raw_chars = ("\u202e", "\x1b", "\x07", "\x9b", "\u2028", "\u2029", "\x85", "\r")
+    for raw in ("<script>alert", "<img src=x", "<svg", "<h1>broken", *raw_chars):
         assert raw not in body
+    assert "one\\u2028two\\u2029three\\u0085four" in body
+    assert "z" * 2000 + "… [98000 more chars]" in body and "z" * 2001 not in body
     assert "\\u202egnp.exe" in body  # the bidi override is shown, not obeyed
     assert 'href="javascript:' not in body
     tags = re.findall(r"<[a-zA-Z][^>]*>", body)
@@ -235,10 +241,21 @@ async def test_an_ambiguous_prefix_lists_the_candidates(client: httpx.AsyncClien
 async def test_nothing_found_says_what_was_searched(client: httpx.AsyncClient) -> None:
     page = await client.get("/trace/deadbeefdeadbeef", headers=BEARER)
     assert page.status_code == 404
-    assert "No log line has the ID deadbeefdeadbeef" in page.text
-    assert "Searched: 1 log file (shop.jsonl)" in page.text
+    said = "No log line has the ID deadbeefdeadbeef in all 1 file (2026-11-26 02:11:52 → "
+    assert said in page.text
+    assert "Logs: 1 log file (shop.jsonl)" in page.text
     api = await client.get("/api/trace/deadbeefdeadbeef", headers=BEARER)
-    assert api.status_code == 404 and "shop.jsonl" in api.json()["searched"]
+    assert api.status_code == 404 and "shop.jsonl" in api.json()["logs"]
+    assert "in all 1 file" in api.json()["error"]
+
+
+async def test_a_v7_id_is_looked_up_around_its_time_and_the_page_says_where(
+    client: httpx.AsyncClient,
+) -> None:
+    missing = "0190a0b0c0d07abc8def0123456789ab"  # v7, 2024-07-11 07:30 UTC
+    page = await client.get(f"/trace/{missing}", headers=BEARER)
+    assert page.status_code == 404
+    assert "around the time in its ID (2024-07-11 07:22:36 → 2024-07-11 07:37:36 UTC)" in page.text
 
 
 async def test_api_gives_the_records_as_trace_json_prints_them(
