@@ -79,9 +79,10 @@ def _asgi(rounds: int) -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         apps = {name: build(name, tmp) for name, _ in ASGI_ROWS}
-        timings = cpu_per_request(apps, PATHS, rounds=rounds, calls=1000)
-    print(f"\nin-process ASGI calls, CPU µs per request, {rounds} alternated rounds")
-    print("(median; min is the least disturbed round; added = over bare FastAPI)")
+        timings = cpu_per_request(apps, PATHS, rounds=rounds, calls=200)
+    print(f"\nin-process ASGI calls, CPU µs per request, {rounds} alternated rounds of 200")
+    print("(min: the least disturbed round, steady from run to run on a loaded machine; the")
+    print("median moves with the load; added = over bare FastAPI)")
     header = f"{'variant':<28}"
     for label in PATHS:
         header += f"{label + ' med':>13}{'added':>8}{'min':>8}{'added':>8}"
@@ -116,6 +117,6 @@ def main() -> None:
     if "http" in parts:
         _http(rounds, int(os.environ.get("BENCH_SECONDS", "5")))
     if "asgi" in parts:
-        _asgi(max(rounds * 5, 11))
+        _asgi(max(rounds * 20, 60))
     if "records" in parts:
         _records()
