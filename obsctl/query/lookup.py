@@ -47,7 +47,7 @@ TOLERANCE_S = 60.0
 _PROBE = 64 << 10
 
 _OUR_NAME = re.compile(
-    r"^(?P<stem>.+)\.(?P<t>\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d-\d{6}Z)(?:\.\d+)?\.jsonl(?:\.gz)?$"
+    r"^(?P<stem>.+)\.(\d{4})-(\d\d)-(\d\d)T(\d\d)-(\d\d)-(\d\d)-(\d{6})Z(?:\.\d+)?\.jsonl(?:\.gz)?$"
 )
 _LOGURU_NAME = re.compile(
     r"^(?P<stem>.+)\.\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d_\d{6}(?:\.\d+)?\.[A-Za-z0-9]+"
@@ -96,7 +96,12 @@ def _series(name: str) -> tuple[str, float | None] | None:
     time (at or after the file's last record)."""
     match = _OUR_NAME.match(name)
     if match:
-        moment = datetime.strptime(match["t"], "%Y-%m-%dT%H-%M-%S-%fZ").replace(tzinfo=UTC)
+        # Not datetime.strptime: importing _strptime costs more than the whole lookup.
+        year, month, day, hour, minute, second, micro = (int(p) for p in match.groups()[1:])
+        try:
+            moment = datetime(year, month, day, hour, minute, second, micro, tzinfo=UTC)
+        except ValueError:
+            return match["stem"], None
         return match["stem"], moment.timestamp()
     match = _LOGURU_NAME.match(name) or _LIVE_NAME.match(name)
     return (match["stem"], None) if match else None
