@@ -9,7 +9,9 @@ A real HTTP server on 127.0.0.1 in a thread, following Loki's documented behavio
   globally at ``limit``, regrouped per label set; ``values`` as ``["<ns string>", "<line>"]``;
   several entries may share one nanosecond (their order across streams is the fake's
   ``tie_order``, because Loki does not promise one).
-* Metric queries (``count_over_time``, ``sum [by (…)]``, ``topk``) → ``matrix`` on
+* Metric queries (``count_over_time`` with ``[range] offset d``, ``sum [by (…)]``, ``topk``,
+  comparisons with a number such as ``> 0``, ``and``/``or``/``unless``, as the ruler's alert
+  expressions use them) → ``matrix`` on
   ``query_range``, ``vector`` on ``query``; times as float seconds, values as strings. A log
   query on ``/query`` is refused with Loki's text.
 * LogQL subset: stream selector (``= != =~ !~``, anchored regexes, the empty-compatible
@@ -85,6 +87,30 @@ class MetricQuery:
     window_ns: int
     by: tuple[str, ...] | None  # None: count_over_time alone (one series per label set)
     topk: int | None = None
+    offset_ns: int = 0  # `[5m] offset 1h`: the range ends that much earlier
+
+
+@dataclass(frozen=True)
+class BinaryQuery:
+    """``left OP right`` between metric queries: a comparison with a number keeps the samples
+    it holds for (``> 0``); ``and``/``or``/``unless`` match samples on their whole label set."""
+
+    left: MetricQuery | BinaryQuery
+    op: str
+    right: MetricQuery | BinaryQuery | float
+
+
+Metric = MetricQuery | BinaryQuery
+# LogQL's binary precedence (as PromQL's): comparisons, then and/unless, then or.
+_PRECEDENCE = {"==": 3, "!=": 3, ">": 3, "<": 3, ">=": 3, "<=": 3, "and": 2, "unless": 2, "or": 1}
+_COMPARE: dict[str, Callable[[float, float], bool]] = {
+    "==": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
+    ">": lambda a, b: a > b,
+    "<": lambda a, b: a < b,
+    ">=": lambda a, b: a >= b,
+    "<=": lambda a, b: a <= b,
+}
 
 
 # ---------------------------------------------------------------- LogQL subset: parser
@@ -92,8 +118,8 @@ class MetricQuery:
 
 class _Parser:
     _TOKEN = re.compile(
-        r'\s*(?:(?P<str>"(?:[^"\\\n]|\\.)*")|(?P<raw>`[^`]*`)|(?P<op>\|=|\|~|!=|!~|=~|=|\||'
-        r"[{}(),\[\]])|(?P<dur>\d+(?:ns|us|µs|ms|s|m|h|d|w|y))|(?P<num>\d+)|"
+        r'\s*(?:(?P<str>"(?:[^"\\\n]|\\.)*")|(?P<raw>`[^`]*`)|(?P<op>\|=|\|~|!=|!~|=~|==|>=|<=|=|>|<|\||'
+        r"[{}(),\[\]])|(?P<dur>\d+(?:ns|us|µs|ms|s|m|h|d|w|y))|(?P<num>\d+(?:\.\d+)?)|"
         r"(?P<ident>[A-Za-z_][A-Za-z0-9_]*))"
     )
 
@@ -141,13 +167,32 @@ class _Parser:
             return token[1][1:-1]
         return go_unquote(token[1][1:-1], token[2])
 
-    def parse(self) -> LogQuery | MetricQuery:
-        query = self._expr()
+    def parse(self) -> LogQuery | Metric:
+        query = self._binary(1)
         if self.peek() is not None:
             token = self.peek()
             assert token is not None
             raise self._error(token[2], f"unexpected {token[1]}")
         return query
+
+    def _binary(self, min_precedence: int) -> LogQuery | Metric:
+        left: LogQuery | Metric = self._expr()
+        while (token := self.peek()) is not None and _PRECEDENCE.get(token[1], 0) >= min_precedence:
+            if isinstance(left, LogQuery):
+                # A log query's `!=` is a line filter, already taken by _log.
+                raise self._error(token[2], f"unexpected {token[1]}")
+            op = self.take()[1]
+            right: Metric | float
+            nxt = self.peek()
+            if op in _COMPARE and nxt is not None and nxt[0] == "num":
+                right = float(self.take()[1])
+            else:
+                inner = self._binary(_PRECEDENCE[op] + 1)
+                if isinstance(inner, LogQuery):
+                    raise LokiError(400, f"parse error : unexpected log query on the right of {op}")
+                right = inner
+            left = BinaryQuery(left, op, right)
+        return left
 
     def _expr(self) -> LogQuery | MetricQuery:
         token = self.peek()
@@ -173,7 +218,7 @@ class _Parser:
             self.take(")")
             if not isinstance(inner, MetricQuery):
                 raise LokiError(400, "parse error : topk needs a metric query")
-            return MetricQuery(inner.log, inner.window_ns, inner.by, topk)
+            return MetricQuery(inner.log, inner.window_ns, inner.by, topk, inner.offset_ns)
         if self.peek() and self.peek()[1] == "by":  # type: ignore[index]
             self.take("by")
             by = self._label_list()
@@ -185,7 +230,7 @@ class _Parser:
             by = self._label_list()
         if not isinstance(inner, MetricQuery):
             raise LokiError(400, "parse error : sum needs a metric query")
-        return MetricQuery(inner.log, inner.window_ns, by)
+        return MetricQuery(inner.log, inner.window_ns, by, offset_ns=inner.offset_ns)
 
     def _label_list(self) -> tuple[str, ...]:
         self.take("(")
@@ -203,8 +248,12 @@ class _Parser:
         self.take("[")
         window = parse_duration(self.take(kind="dur")[1])
         self.take("]")
+        offset = 0
+        if (token := self.peek()) is not None and token[1] == "offset":
+            self.take("offset")
+            offset = parse_duration(self.take(kind="dur")[1])
         self.take(")")
-        return MetricQuery(log, window, None)
+        return MetricQuery(log, window, None, offset_ns=offset)
 
     def _log(self) -> LogQuery:
         self.take("{")
@@ -301,7 +350,7 @@ def parse_duration(text: str) -> int:
     return int(match.group(1)) * _DUR_UNITS[match.group(2)]
 
 
-def parse_logql(text: str) -> LogQuery | MetricQuery:
+def parse_logql(text: str) -> LogQuery | Metric:
     return _Parser(text).parse()
 
 
@@ -503,7 +552,7 @@ class FakeLoki:
         query = parse_logql(params.get("query", ""))
         limit = self._limit(params)
         direction = self._direction(params)
-        if isinstance(query, MetricQuery):
+        if isinstance(query, MetricQuery | BinaryQuery):
             step = _step(params, start, end)
             return _envelope("matrix", self._matrix(query, start, end, step))
         return _envelope("streams", self._streams(query, start, end, limit, direction))
@@ -513,7 +562,7 @@ class FakeLoki:
         query = parse_logql(params.get("query", ""))
         self._limit(params)
         self._direction(params)
-        if not isinstance(query, MetricQuery):
+        if isinstance(query, LogQuery):
             raise LokiError(
                 400,
                 "log queries are not supported as an instant query type, please change your "
@@ -570,7 +619,8 @@ class FakeLoki:
     def _count(self, query: MetricQuery, at: int) -> dict[bytes, tuple[dict[str, str], int]]:
         counts: dict[bytes, tuple[dict[str, str], int]] = {}
         with self._lock:
-            selected = list(self._selected(query.log, at - query.window_ns + 1, at + 1))
+            end = at - query.offset_ns
+            selected = list(self._selected(query.log, end - query.window_ns + 1, end + 1))
         for _entry, labels in selected:
             metric = labels
             if query.by is not None:
@@ -580,19 +630,46 @@ class FakeLoki:
             counts[key] = (metric, previous + 1)
         return counts
 
-    def _vector(self, query: MetricQuery, at: int) -> list[dict[str, Any]]:
-        counts = sorted(self._count(query, at).values(), key=lambda item: -item[1])
-        if query.topk is not None:
-            counts = counts[: query.topk]
-        return [{"metric": m, "value": [at / NS, str(n)]} for m, n in counts]
+    def _evaluate(self, query: Metric, at: int) -> dict[bytes, tuple[dict[str, str], float]]:
+        """The samples of ``query`` at ``at``, keyed by their label set."""
+        if isinstance(query, MetricQuery):
+            return dict(self._count(query, at))
+        left = self._evaluate(query.left, at)
+        if isinstance(query.right, float):
+            compare, bound = _COMPARE[query.op], query.right
+            return {key: sample for key, sample in left.items() if compare(sample[1], bound)}
+        right = self._evaluate(query.right, at)
+        if query.op == "and":
+            return {key: sample for key, sample in left.items() if key in right}
+        if query.op == "unless":
+            return {key: sample for key, sample in left.items() if key not in right}
+        if query.op == "or":
+            return left | {key: sample for key, sample in right.items() if key not in left}
+        compare = _COMPARE[query.op]
+        return {
+            key: sample
+            for key, sample in left.items()
+            if key in right and compare(sample[1], right[key][1])
+        }
 
-    def _matrix(self, query: MetricQuery, start: int, end: int, step: int) -> list[dict[str, Any]]:
+    def _vector(self, query: Metric, at: int) -> list[dict[str, Any]]:
+        counts = sorted(self._evaluate(query, at).values(), key=lambda item: -item[1])
+        if isinstance(query, MetricQuery) and query.topk is not None:
+            counts = counts[: query.topk]
+        return [{"metric": m, "value": [at / NS, _number(n)]} for m, n in counts]
+
+    def _matrix(self, query: Metric, start: int, end: int, step: int) -> list[dict[str, Any]]:
         series: dict[bytes, dict[str, Any]] = {}
         for at in range(start, end + 1, step):
-            for key, (metric, count) in self._count(query, at).items():
+            for key, (metric, count) in self._evaluate(query, at).items():
                 item = series.setdefault(key, {"metric": metric, "values": []})
-                item["values"].append([at / NS, str(count)])
+                item["values"].append([at / NS, _number(count)])
         return list(series.values())
+
+
+def _number(value: float) -> str:
+    """A sample value as Loki writes it (``3``, not ``3.0``)."""
+    return str(int(value)) if value == int(value) else repr(value)
 
 
 def _step(params: dict[str, str], start: int, end: int) -> int:
