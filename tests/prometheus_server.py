@@ -108,7 +108,15 @@ def promtool_binary() -> str:
     return binary
 
 
-def _config(targets: Mapping[str, Sequence[str]], scrape_interval: str, metrics_path: str) -> str:
+def _config(
+    targets: Mapping[str, Sequence[str]],
+    scrape_interval: str,
+    metrics_path: str,
+    *,
+    target_labels: Mapping[str, str],
+    rule_files: Sequence[Path],
+    evaluation_interval: str,
+) -> str:
     jobs = []
     for job, urls in targets.items():
         hosts = [url.removeprefix("http://").rstrip("/") for url in urls]
@@ -118,11 +126,17 @@ def _config(targets: Mapping[str, Sequence[str]], scrape_interval: str, metrics_
                 "scrape_interval": scrape_interval,
                 "scrape_timeout": scrape_interval,
                 "metrics_path": metrics_path,
-                "static_configs": [{"targets": hosts}],
+                "static_configs": [{"targets": hosts, "labels": dict(target_labels)}],
             }
         )
+    config: dict[str, Any] = {
+        "global": {"scrape_interval": scrape_interval, "evaluation_interval": evaluation_interval},
+        "scrape_configs": jobs,
+    }
+    if rule_files:
+        config["rule_files"] = [str(path) for path in rule_files]
     # JSON is valid YAML: no YAML writer needed.
-    return json.dumps({"global": {"scrape_interval": scrape_interval}, "scrape_configs": jobs})
+    return json.dumps(config)
 
 
 @contextlib.contextmanager
@@ -132,14 +146,26 @@ def start_prometheus(
     *,
     scrape_interval: str = "1s",
     metrics_path: str = "/metrics",
+    target_labels: Mapping[str, str] | None = None,
+    rule_files: Sequence[Path] = (),
+    evaluation_interval: str = "1s",
 ) -> Iterator[PrometheusServer]:
-    """Run Prometheus scraping ``targets`` (job name -> ``http://127.0.0.1:PORT`` URLs)."""
+    """Run Prometheus scraping ``targets`` (job name -> ``http://127.0.0.1:PORT`` URLs), with
+    ``target_labels`` on every target, evaluating ``rule_files`` every ``evaluation_interval``."""
     binary = prometheus_binary()
     root = workdir / "prometheus"
     data_dir = root / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
     config = root / "prometheus.yml"
-    config.write_text(_config(targets, scrape_interval, metrics_path), encoding="utf-8")
+    text = _config(
+        targets,
+        scrape_interval,
+        metrics_path,
+        target_labels=target_labels or {},
+        rule_files=rule_files,
+        evaluation_interval=evaluation_interval,
+    )
+    config.write_text(text, encoding="utf-8")
     port = free_port()
     log_file = root / "prometheus.log"
     with open(log_file, "wb") as log:

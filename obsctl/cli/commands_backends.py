@@ -329,6 +329,53 @@ def prom_routes(
         console.print(exceptions_table(report.exceptions, window=window))
 
 
+@prom_app.command("alerts")
+def prom_alerts(
+    *,
+    json_out: JsonOut = False,
+    prom_url: PromUrl = None,
+    timeout: Timeout = None,
+    token: Token = None,
+    username: Username = None,
+    password: Password = None,
+    tenant: Tenant = None,
+    ca_bundle: CaBundle = None,
+    insecure: Insecure = None,
+) -> None:
+    """Firing and pending alerts: severity, since when, labels, summary and the command to run
+    next (the rule's runbook annotation). Exit 1 when nothing fires."""
+    from rich.console import Console
+
+    from obsctl.render.backends import alerts_table
+    from obsctl.sources.prom_alerts import fetch_alerts
+    from obsctl.timespec import NS_PER_S, now_ns
+
+    settings = _prom_settings(
+        prom_url=prom_url,
+        timeout=timeout,
+        token=token,
+        username=username,
+        password=password,
+        tenant=tenant,
+        ca_bundle=ca_bundle,
+        insecure=insecure,
+    )
+    with _prom_client(settings) as client:
+        report = fetch_alerts(client)
+    _warn(report.warnings)
+    if json_out:
+        _print_json_lines(alert.raw for alert in report.alerts)
+    elif report.alerts:
+        Console(soft_wrap=False).print(alerts_table(report.alerts, now=now_ns() / NS_PER_S))
+    if not report.firing:
+        if report.alerts:
+            raise NothingMatched(
+                f"no alert is firing ({len(report.alerts)} pending)",
+                hint="a pending alert fires once its rule's `for` duration has passed",
+            )
+        raise NothingMatched(f"no alert is firing or pending at {settings.prom_url}")
+
+
 @loki_app.command("query")
 def loki_query(
     logql: Annotated[str, typer.Argument(help="LogQL log query, e.g. '{service=\"shop\"}'.")],

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from rich.table import Table
 from rich.text import Text
 
 from obsctl.sources.http import sanitize
+from obsctl.sources.prom_alerts import Alert
 from obsctl.sources.prometheus import (
     ExceptionRow,
     Point,
@@ -133,4 +135,50 @@ def exceptions_table(rows: Sequence[ExceptionRow], *, window: str) -> Table:
     for row in rows:
         count = f"{row.count:.0f}" if math.isfinite(row.count) else format_value(row.count)
         table.add_row(sanitize(row.internal_code, 40), sanitize(row.exception, 200), count)
+    return table
+
+
+_STATE_STYLE = {"firing": "bold red", "pending": "yellow"}
+_SEVERITY_STYLE = {"page": "bold red", "critical": "bold red", "ticket": "yellow"}
+
+
+def _ago(seconds: float) -> str:
+    seconds = max(seconds, 0.0)
+    for size, unit in ((86400, "d"), (3600, "h"), (60, "m")):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit} ago"
+    return f"{int(seconds)}s ago"
+
+
+def alerts_table(alerts: Sequence[Alert], *, now: float) -> Table:
+    """One row per alert: state, severity, name, since when, where (its other labels), and
+    its summary with the runbook command to run next under it."""
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    table.add_column("state", no_wrap=True)
+    table.add_column("severity", no_wrap=True)
+    table.add_column("alert", no_wrap=True)
+    table.add_column("since (UTC)", no_wrap=True)
+    table.add_column("labels", overflow="fold")
+    table.add_column("summary → run next", overflow="fold")
+    for alert in alerts:
+        if alert.active_at is not None:
+            stamp = datetime.fromtimestamp(alert.active_at, tz=UTC)
+            since = Text(f"{stamp:%m-%d %H:%M:%S}\n{_ago(now - alert.active_at)}")
+        else:
+            since = Text("—")
+        where = "\n".join(
+            f"{sanitize(k, 100)}={sanitize(v, 300)}" for k, v in sorted(alert.other_labels.items())
+        )
+        what = Text(sanitize(alert.summary, 500) or "(no summary)")
+        if alert.runbook:
+            what.append("\n→ ")
+            what.append(sanitize(alert.runbook, 500), style="bold cyan")
+        table.add_row(
+            Text(alert.state, style=_STATE_STYLE.get(alert.state, "")),
+            Text(sanitize(alert.severity, 40), style=_SEVERITY_STYLE.get(alert.severity, "")),
+            Text(sanitize(alert.name, 200), style="bold"),
+            since,
+            Text(where),
+            what,
+        )
     return table

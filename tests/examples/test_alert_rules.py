@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import shutil
 import subprocess
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -22,6 +24,7 @@ import httpx
 import pytest
 import yaml
 
+from obsctl.cli.app import main as obsctl_main
 from tests.examples.conftest import Stack
 from tests.examples.test_observability import _exercise
 from tests.obsctl.fake_loki import NS, BinaryQuery, FakeLoki, MetricQuery, parse_logql
@@ -284,3 +287,60 @@ def test_never_seen_code_rule_ignores_codes_logged_in_the_previous_7_days(
         assert (
             _evaluate(loki, _loki_rules()["ErrorCodeNeverSeen"]["expr"], now + 11 * 60 * NS) == []
         )
+
+
+# ---------------------------------------------------------------- runbooks
+
+
+def _restamped_golden(log_dir: Path) -> None:
+    """The golden log (tests/data) as if written in the last minute."""
+    lines = (ROOT / "tests" / "data" / "golden.jsonl").read_text(encoding="utf-8").splitlines()
+    records = [json.loads(line) for line in lines]
+    first = datetime.fromisoformat(records[0]["ts"])
+    shift = datetime.now(tz=UTC) - timedelta(minutes=1) - first
+    log_dir.mkdir(parents=True)
+    with open(log_dir / "golden.jsonl", "w", encoding="utf-8") as out:
+        for record in records:
+            when = datetime.fromisoformat(record["ts"]) + shift
+            record["ts"] = when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            out.write(json.dumps(record, separators=(",", ":")) + "\n")
+
+
+@pytest.mark.parametrize(
+    ("source", "name", "severity"),
+    [
+        (path.name, rule["alert"], rule["labels"]["severity"])
+        for path in (RULES / "foundation-alerts.yml", LOKI_RULES)
+        for rule in _alert_rules(path)
+    ],
+)
+def test_every_runbook_runs_as_an_obsctl_command(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    source: str,
+    name: str,
+    severity: str,
+) -> None:
+    """Each runbook, with its labels filled in, runs over a recent log and answers (exit 0)."""
+    path = LOKI_RULES if source == LOKI_RULES.name else RULES / source
+    rule = next(
+        r for r in _alert_rules(path) if r["alert"] == name and r["labels"]["severity"] == severity
+    )
+    labels = {"route": "/orders", "service": "golden", "internal_code": "10500", "job": "x"}
+    runbook = re.sub(
+        r"\{\{\s*\$labels\.(\w+)\s*\}\}",
+        lambda m: labels[m.group(1)],
+        rule["annotations"]["runbook"],
+    )
+    assert "{{" not in runbook
+    args = shlex.split(runbook)
+    assert args[0] == "obsctl"
+    _restamped_golden(tmp_path / "var" / "log")
+    monkeypatch.chdir(tmp_path)
+    for variable in ("OBSCTL_LOKI_URL", "OBSCTL_PROMETHEUS_URL", "OBSCTL_MAP"):
+        monkeypatch.delenv(variable, raising=False)
+    code = obsctl_main(args[1:])
+    captured = capsys.readouterr()
+    assert code == 0, (runbook, captured.err)
+    assert captured.out.strip()
