@@ -64,15 +64,23 @@ def _body(*alerts: dict[str, Any]) -> bytes:
     return orjson.dumps({"status": "success", "data": {"alerts": list(alerts)}})
 
 
-FIRING_PAGE = _alert("HttpErrorBudgetBurn", "firing", "page", 720, route="/orders", service="shop")
-PENDING_PAGE = _alert("DatabaseUnavailable", "pending", "page", 600, service="shop")
-FIRING_TICKET = _alert("AppErrorCodeSpike", "firing", "ticket", 7200, internal_code="10500")
+def firing_page() -> dict[str, Any]:
+    return _alert("HttpErrorBudgetBurn", "firing", "page", 720, route="/orders", service="shop")
+
+
+def pending_page() -> dict[str, Any]:
+    return _alert("DatabaseUnavailable", "pending", "page", 600, service="shop")
+
+
+def firing_ticket() -> dict[str, Any]:
+    return _alert("AppErrorCodeSpike", "firing", "ticket", 7200, internal_code="10500")
 
 
 def test_rows_show_state_severity_since_labels_summary_and_runbook(
     server: Scripted, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    server.behaviours = [answer(200, _body(PENDING_PAGE, FIRING_TICKET, FIRING_PAGE))]
+    alerts = pending_page(), firing_ticket(), firing_page()
+    server.behaviours = [answer(200, _body(*alerts))]
     code, out, err = run(capsys, "prom", "alerts", "--prom-url", server.url)
     assert code == 0, err
     assert err == ""
@@ -84,7 +92,7 @@ def test_rows_show_state_severity_since_labels_summary_and_runbook(
     assert page_row.split()[:3] == ["firing", "page", "HttpErrorBudgetBurn"]
     assert "12m ago" in out and "2h ago" in out and "10m ago" in out
     assert "route=/orders" in out and "service=shop" in out and "internal_code=10500" in out
-    for alert in (FIRING_PAGE, PENDING_PAGE, FIRING_TICKET):
+    for alert in alerts:
         assert alert["annotations"]["summary"] in out
         assert "→ " + alert["annotations"]["runbook"] in out
 
@@ -92,16 +100,17 @@ def test_rows_show_state_severity_since_labels_summary_and_runbook(
 def test_json_prints_each_alert_as_the_server_sent_it(
     server: Scripted, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    server.behaviours = [answer(200, _body(PENDING_PAGE, FIRING_PAGE))]
+    pending, firing = pending_page(), firing_page()
+    server.behaviours = [answer(200, _body(pending, firing))]
     code, out, err = run(capsys, "prom", "alerts", "--prom-url", server.url, "--json")
     assert code == 0, err
-    assert [orjson.loads(line) for line in out.splitlines()] == [FIRING_PAGE, PENDING_PAGE]
+    assert [orjson.loads(line) for line in out.splitlines()] == [firing, pending]
 
 
 def test_only_pending_alerts_are_shown_and_exit_1(
     server: Scripted, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    server.behaviours = [answer(200, _body(PENDING_PAGE))]
+    server.behaviours = [answer(200, _body(pending_page()))]
     code, out, err = run(capsys, "prom", "alerts", "--prom-url", server.url)
     assert code == 1
     assert "DatabaseUnavailable" in out and "pending" in out
