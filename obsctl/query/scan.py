@@ -534,13 +534,17 @@ def _reverse_lines(log: LogFile, damage: Damage) -> Iterator[tuple[int, bytes]]:
                     carry = b""
                     oversized = True
                 continue
-            last = lines.pop()  # the part after the chunk's last newline
-            if oversized:
-                damage.line("oversized", log.path)
-                oversized = False
-            elif not tail_checked and last.strip(b"\x00 \t\r"):
-                damage.line("incomplete final", log.path)
-            tail_checked = True
+            # Trap: only the file's own end (or the rest of an oversized line) is cut off here.
+            # In every later chunk the part after its last newline, joined to the carry, is a
+            # whole line: dropping it lost one line per block read.
+            if oversized or not tail_checked:
+                last = lines.pop()
+                if oversized:
+                    damage.line("oversized", log.path)
+                    oversized = False
+                elif last.strip(b"\x00 \t\r"):
+                    damage.line("incomplete final", log.path)
+                tail_checked = True
             carry = lines[0]
             offset = position + len(carry) + 1
             offsets = []
