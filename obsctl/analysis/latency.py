@@ -114,11 +114,12 @@ class LatencyAccumulator:
             return False
         return self.until is None or epoch < self.until
 
-    def may_be_slowest(self, duration_ms: float) -> bool:
-        """Whether a request this slow would enter the slowest ``limit`` (cheap test first)."""
-        return self.limit > 0 and (
-            len(self._slowest) < self.limit or duration_ms > self._slowest[0][0]
-        )
+    def slowest_floor(self) -> float:
+        """A request must be slower than this to enter the slowest ``limit`` (-inf while there
+        is room): scans test it inline and call :meth:`add` only then."""
+        if self.limit <= 0:
+            return math.inf
+        return self._slowest[0][0] if len(self._slowest) >= self.limit else -math.inf
 
     def add(
         self,

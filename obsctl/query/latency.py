@@ -44,6 +44,12 @@ class LatencyScan:
     damage: Damage = field(default_factory=Damage)
 
 
+def _route_key(method: object, target: object) -> tuple[str, str]:
+    """``("POST /orders", "/orders")`` from an access line's method and route (or path)."""
+    template = target if isinstance(target, str) and target else "?"
+    return (f"{method} {template}" if isinstance(method, str) and method else template), template
+
+
 def _add(
     scan: LatencyScan, data: dict[str, Any], epoch: float | None, *, counted: bool = False
 ) -> None:
@@ -57,10 +63,7 @@ def _add(
     accumulator = scan.accumulator
     if not accumulator.wants(epoch):
         return
-    template = data.get("route") or data.get("path")
-    template = template if isinstance(template, str) and template else "?"
-    method = data.get("method")
-    route = f"{method} {template}" if isinstance(method, str) and method else template
+    route, template = _route_key(data.get("method"), data.get("route") or data.get("path"))
     cid = data.get("correlation_id")
     ts = data.get("ts")
     accumulator.add(
@@ -111,42 +114,48 @@ class _LatencyWork:
         accumulator = scan.accumulator
         durations = accumulator.durations
         windowed = accumulator.since is not None or accumulator.until is not None
-        plain = not self.fields and accumulator.route is None
+        fast = not self.fields and accumulator.route is None and not windowed
         loads, decode_error = orjson.loads, orjson.JSONDecodeError
         find, rfind = text.find, text.rfind
+        by_pair: dict[tuple[object, object], array[float]] = {}
+        floor = accumulator.slowest_floor()
+        seen = 0
         pos = lo
-        while True:
-            hit = find(ACCESS_NEEDLE, pos, hi)
-            if hit < 0:
-                return
-            start = max(rfind(b"\n", lo, hit) + 1, lo)
-            end = find(b"\n", hit, hi)
-            pos = end + 1
-            line = view[start:end]
-            if plain and not windowed:
-                try:
-                    doc = loads(line)
-                except decode_error:
-                    doc = None
-                if type(doc) is dict and "correlation_id" in doc and "ts" in doc:
-                    duration = doc.get("duration_ms")
-                    if doc.get("message") != ACCESS_MESSAGE or not isinstance(
-                        duration, int | float
-                    ):
+        try:
+            while True:
+                hit = find(ACCESS_NEEDLE, pos, hi)
+                if hit < 0:
+                    return
+                start = rfind(b"\n", lo, hit) + 1 or lo
+                end = find(b"\n", hit, hi)
+                pos = end + 1
+                line = view[start:end]
+                if fast:
+                    try:
+                        doc = loads(line)
+                    except decode_error:
+                        doc = None
+                    if type(doc) is dict and "correlation_id" in doc and "ts" in doc:
+                        duration = doc.get("duration_ms")
+                        if doc.get("message") != ACCESS_MESSAGE or not isinstance(
+                            duration, int | float
+                        ):
+                            continue
+                        seen += 1
+                        pair = (doc.get("method"), doc.get("route") or doc.get("path"))
+                        values = by_pair.get(pair)
+                        if values is None:
+                            key, _ = _route_key(*pair)
+                            values = by_pair[pair] = durations.setdefault(key, array("d"))
+                        if duration > floor:  # may be among the slowest: add() keeps details
+                            _add(scan, doc, None, counted=True)
+                            floor = accumulator.slowest_floor()
+                        else:
+                            values.append(duration)
                         continue
-                    scan.access_lines += 1
-                    template = doc.get("route") or doc.get("path") or "?"
-                    method = doc.get("method")
-                    key = f"{method} {template}" if method else template
-                    values = durations.get(key)
-                    if values is None:
-                        values = durations[key] = array("d")
-                    values.append(duration)
-                    if accumulator.may_be_slowest(duration):
-                        values.pop()  # add() counts it again, with its details
-                        _add(scan, doc, None, counted=True)
-                    continue
-            self._line(scan, bytes(line), source)
+                self._line(scan, bytes(line), source)
+        finally:
+            scan.access_lines += seen
 
     def _line(self, scan: LatencyScan, line: bytes, source: str) -> None:
         if not self.fields:

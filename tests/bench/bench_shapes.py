@@ -10,7 +10,10 @@ against ``grep -c`` of that shape's error bytes (budget 3x); on the schema-v1 fi
 with hyperfine, page cache warm, in rounds that alternate the order of the commands; medians.
 
 Environment: ``OBS_BENCH_SHAPES_MB`` (size of the v1 file, default 256; the shaped files differ
-in size by their bytes per record), ``OBS_BENCH_ROUNDS`` (default 3), ``OBS_BENCH_DIR``.
+in size by their bytes per record), ``OBS_BENCH_ROUNDS`` (default 3), ``OBS_BENCH_DIR``,
+``OBS_BENCH_SHAPES`` (comma-separated shapes to time, e.g. ``v1,otlp``; default all). The table
+also gives each command's CPU time (user + system, children included): on a shared machine the
+wall time of a two-process scan depends on what else runs, its CPU time much less.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import os
 import shlex
 import statistics
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -28,7 +32,7 @@ from typing import Any
 
 import orjson
 
-from tests.bench.bench_obsctl import OBSCTL, ROOT, _hyperfine
+from tests.bench.bench_obsctl import OBSCTL, ROOT
 from tests.bench.loggen import generate
 
 
@@ -203,6 +207,21 @@ ERROR_BYTES = {
 }
 
 
+def _hyperfine(command: str, *, warmup: int) -> tuple[float, float]:
+    """One timed run: (wall seconds, CPU seconds of the process and its children)."""
+    with tempfile.NamedTemporaryFile(suffix=".json") as report:
+        subprocess.run(
+            [
+                *("hyperfine", "--style", "none", "--output", "pipe", "-i"),
+                *("-w", str(warmup), "-r", "1", "--export-json", report.name, command),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        result = json.loads(Path(report.name).read_text())["results"][0]
+    return float(result["times"][0]), float(result["user"]) + float(result["system"])
+
+
 def _prepare(mb: int) -> tuple[dict[str, Path], str]:
     directory = Path(os.environ.get("OBS_BENCH_DIR") or ROOT / "var" / "bench")
     directory.mkdir(parents=True, exist_ok=True)
@@ -237,6 +256,7 @@ def _prepare(mb: int) -> tuple[dict[str, Path], str]:
 
 def main() -> None:
     mb = int(os.environ.get("OBS_BENCH_SHAPES_MB", "256"))
+    only = os.environ.get("OBS_BENCH_SHAPES", "")  # e.g. "v1,otlp": only these questions
     rounds = int(os.environ.get("OBS_BENCH_ROUNDS", "3"))
     paths, cid = _prepare(mb)
     ob = shlex.quote(OBSCTL)
@@ -258,17 +278,26 @@ def main() -> None:
             f"grep -c {shlex.quote(chr(34) + 'request finished' + chr(34))} {v1}",
         ),
     ]
+    if only:
+        wanted = set(only.split(","))
+        cases = [c for c in cases if c[0].split()[1] in wanted]
     for path in paths.values():
         subprocess.run(["cat", str(path)], stdout=subprocess.DEVNULL, check=True)  # warm
     sizes = ", ".join(f"{k} {p.stat().st_size / 2**20:.0f} MiB" for k, p in paths.items())
     print(f"files: {sizes}; {rounds} rounds; cores {os.cpu_count()}", flush=True)
     times: dict[tuple[str, str], list[float]] = {(q, t): [] for q, t, _ in cases}
+    cpu: dict[tuple[str, str], list[float]] = {(q, t): [] for q, t, _ in cases}
     for round_no in range(rounds):
         order = cases if round_no % 2 == 0 else list(reversed(cases))
         for question, tool, command in order:
-            times[(question, tool)] += _hyperfine(command, runs=1, warmup=1 if round_no == 0 else 0)
+            wall, used = _hyperfine(command, warmup=1 if round_no == 0 else 0)
+            times[(question, tool)].append(wall)
+            cpu[(question, tool)].append(used)
     print()
-    print(f"{'question':<28} {'tool':<8} {'median s':>9} {'min s':>8} {'obsctl / peer':>14}")
+    print(
+        f"{'question':<28} {'tool':<8} {'median s':>9} {'min s':>8} {'cpu s':>7} "
+        f"{'obsctl / peer':>14}"
+    )
     budgets = {"trace": 1.5, "errors": 3.0, "slow": 3.0}
     verdicts = []
     for question, tool, _ in cases:
@@ -284,7 +313,7 @@ def main() -> None:
             )
         print(
             f"{question:<28} {tool:<8} {median:>9.3f} {min(times[(question, tool)]):>8.3f} "
-            f"{ratio:>14}"
+            f"{statistics.median(cpu[(question, tool)]):>7.3f} {ratio:>14}"
         )
     print()
     print("\n".join(verdicts))
