@@ -128,6 +128,7 @@ def start_worker(
     pool: str = "prefork",
     concurrency: int = 2,
     queues: Sequence[str] = (),
+    loglevel: str = "INFO",
     timeout: float = READY_TIMEOUT,
 ) -> Iterator[Worker]:
     """``celery -A module worker`` until the block ends; waits until ``ready()`` is true."""
@@ -136,7 +137,7 @@ def start_worker(
         filter(None, [str(REPO_ROOT), child_env.get("PYTHONPATH")])
     )
     args = [sys.executable, "-m", "celery", "-A", module, "worker", "--pool", pool]
-    args += ["--concurrency", str(concurrency), "--loglevel", "INFO", "--without-heartbeat"]
+    args += ["--concurrency", str(concurrency), "--loglevel", loglevel, "--without-heartbeat"]
     args += ["--without-gossip", "--without-mingle"]
     if queues:
         args += ["--queues", ",".join(queues)]

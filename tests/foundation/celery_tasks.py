@@ -36,7 +36,12 @@ app.conf.update(
     worker_prefetch_multiplier=1,
     broker_connection_retry_on_startup=True,
     broker_transport_options={
-        "visibility_timeout": float(os.environ.get("TEST_VISIBILITY", "3600"))
+        "visibility_timeout": float(os.environ.get("TEST_VISIBILITY", "3600")),
+        # Kombu looks for unacknowledged messages to restore every 10 s x 10 by default, and a
+        # worker killed during that sweep leaves its lock for 300 s: both made short here.
+        "unacked_restore_interval": 1,
+        "unacked_restore_throttle": 1,
+        "unacked_mutex_expire": 3,
     },
     worker_hijack_root_logger=True,
 )

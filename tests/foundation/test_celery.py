@@ -313,7 +313,10 @@ def test_a_task_redelivered_after_sigkill_keeps_its_id(redis: Redis, tmp_path: P
     Solo pool: the task runs in the worker's only process, which writes ``worker.jsonl``."""
     log_dir, queue, marker = tmp_path / "log", "q-kill", tmp_path / "started"
     env = worker_env(redis, log_dir, queue, TEST_VISIBILITY="2")
-    celery_tasks.app.conf.broker_transport_options = {"visibility_timeout": 2}
+    celery_tasks.app.conf.broker_transport_options = {
+        **celery_tasks.app.conf.broker_transport_options,
+        "visibility_timeout": 2,
+    }
     rid = uuid.uuid4().hex
     start = {"env": env, "ready": is_ready(log_dir), "queues": [queue], "pool": "solo"}
     with start_worker("tests.foundation.celery_tasks", output=tmp_path / "w1.txt", **start) as w1:
