@@ -369,7 +369,20 @@ class JsonRenderer:
     def render(self, record: Record) -> bytes:
         """The record's line, ``\\n`` included; never raises (a rendering bug keeps the record)."""
         try:
-            return self._dumps(self.fields(record), orjson.OPT_APPEND_NEWLINE)
+            extra = record["extra"]
+            fields = self.assemble(  # ``fields``, inlined: this runs once per record
+                self.timestamp(record["time"]),
+                record["level"].name,
+                record["message"],
+                record["name"],
+                record["function"],
+                record["line"],
+                extra,
+                None
+                if record["exception"] is None and "_exception" not in extra
+                else self.exception(record),
+            )
+            return self._dumps(fields, orjson.OPT_APPEND_NEWLINE)
         except Exception as exc:
             fallback = {
                 "ts": self.timestamp(record["time"]),
@@ -389,20 +402,27 @@ class JsonRenderer:
         return line
 
 
-def _json_writer(renderer: JsonRenderer, sink: _GuardedSink) -> Callable[[Record], bool]:
+def _json_writer(
+    renderer: JsonRenderer, sink: _GuardedSink, *, shared: bool
+) -> Callable[[Record], bool]:
     """The filter that writes a record's JSON line to one sink from inside Loguru's filter step.
 
     Loguru calls a handler's filter with the record before it formats anything. foundation's
-    JSON sinks do all their work there (render once per record, shared by the JSON sinks
-    through the record's extras, write the bytes) and answer ``False``, so Loguru skips the
-    record copy, format and message object it would otherwise build for nothing. Level
-    filtering still happens first, in Loguru. A closure rather than an object with
-    ``__call__``: it runs once per record and sink.
+    JSON sinks do all their work there (render, write the bytes) and answer ``False``, so
+    Loguru skips the record copy, format and message object it would otherwise build for
+    nothing. Level filtering still happens first, in Loguru. With two JSON sinks (file and
+    stdout) the line is rendered once and kept in the record's extras for the second
+    (``shared``). A closure rather than an object with ``__call__``: it runs once per record
+    and sink.
     """
     render = renderer.render
     write = sink.write
 
     def write_json(record: Record) -> bool:
+        write(render(record))
+        return False
+
+    def write_shared_json(record: Record) -> bool:
         extra = record["extra"]
         line = extra.get("_json")
         if line is None:
@@ -410,7 +430,7 @@ def _json_writer(renderer: JsonRenderer, sink: _GuardedSink) -> Callable[[Record
         write(line)
         return False
 
-    return write_json
+    return write_shared_json if shared else write_json
 
 
 def _safe_str(value: object) -> str:
@@ -737,6 +757,11 @@ def configure_logging(
     json_sinks: list[_GuardedSink] = []
     log_file: Path | None = None
 
+    stream = stdout if stdout is not None else sys.stdout
+    is_tty = log_stdout and bool(getattr(stream, "isatty", lambda: False)())
+    stdout_is_json = log_stdout and ((not is_tty) if stdout_json is None else stdout_json)
+    shared = log_dir is not None and stdout_is_json  # two JSON sinks: render once for both
+
     if log_dir is not None:
         several = _several_workers(env) if per_process is None else per_process
         name = f"{service}-{os.getpid()}.jsonl" if several else f"{service}.jsonl"
@@ -752,17 +777,14 @@ def configure_logging(
         guarded = _GuardedSink(file_sink, str(log_file), binary=True)
         sinks.append(guarded)
         json_sinks.append(guarded)
-        handler_ids.append(_add_json_handler(guarded, renderer, log_level))
+        handler_ids.append(_add_json_handler(guarded, renderer, log_level, shared=shared))
 
     if log_stdout:
-        stream = stdout if stdout is not None else sys.stdout
-        is_tty = bool(getattr(stream, "isatty", lambda: False)())
-        use_json = (not is_tty) if stdout_json is None else stdout_json
         guarded = _GuardedSink(stream, "stdout")
         sinks.append(guarded)
-        if use_json:
+        if stdout_is_json:
             json_sinks.append(guarded)
-            handler_ids.append(_add_json_handler(guarded, renderer, log_level))
+            handler_ids.append(_add_json_handler(guarded, renderer, log_level, shared=shared))
         else:
             handler_ids.append(
                 logger.add(
@@ -793,11 +815,13 @@ def configure_logging(
     return config
 
 
-def _add_json_handler(sink: _GuardedSink, renderer: JsonRenderer, level: str | int) -> int:
+def _add_json_handler(
+    sink: _GuardedSink, renderer: JsonRenderer, level: str | int, *, shared: bool
+) -> int:
     return logger.add(
         sink,  # its write() is never called: the filter writes (_json_writer)
         level=level,
-        filter=_json_writer(renderer, sink),
+        filter=_json_writer(renderer, sink, shared=shared),
         format="{message}",
         colorize=False,
         backtrace=False,
