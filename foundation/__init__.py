@@ -35,6 +35,7 @@ from foundation.handlers import add_exception_handlers
 from foundation.jobs import job_context, job_headers
 from foundation.logging import configure_logging
 from foundation.metrics import MetricsMiddleware, install_metrics
+from foundation.openapi import error_responses
 from foundation.setup import setup
 
 __version__ = "0.1.0"
@@ -60,6 +61,7 @@ __all__ = [
     "add_exception_handlers",
     "astamp_correlation_id",
     "configure_logging",
+    "error_responses",
     "get_correlation_id",
     "install_metrics",
     "job_context",

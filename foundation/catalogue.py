@@ -1,11 +1,17 @@
-"""The error catalogue: every registered exception with its code, status and public message.
+"""The error catalogue: every registered exception with its code, status, public message, cause
+and what to do about it.
 
-For docs and support staff (a customer quotes ``code 30101``; the catalogue says what it means)::
+For docs and support staff (a customer quotes ``code 30101``; the catalogue says what it means
+and what to do next)::
 
     python -m foundation.catalogue --import examples.shop.app             # Markdown on stdout
     python -m foundation.catalogue --import myapp.errors --json errors.json --markdown errors.md
 
 ``--import`` loads the modules that define the application's exceptions (repeatable).
+The cause is the first paragraph of the class's own docstring; what to do is its ``what_to_do``
+attribute (inherited when the class does not set one). The OpenAPI document's error
+descriptions use the same two texts (``foundation.exceptions.explain``), so client developers
+and support staff read the same words.
 """
 
 from __future__ import annotations
@@ -20,13 +26,14 @@ from typing import Any
 
 import orjson
 
-from foundation.exceptions import AppException, registered_exceptions
+from foundation.exceptions import AppException, explain, registered_exceptions
 
 
 def catalogue_entries() -> list[dict[str, Any]]:
     """One entry per registered exception class, sorted by ``internal_code``."""
     entries = []
     for cls in registered_exceptions():
+        cause, what_to_do = explain(cls)
         entries.append(
             {
                 "internal_code": cls.internal_code,
@@ -37,6 +44,8 @@ def catalogue_entries() -> list[dict[str, Any]]:
                 "family": _family(cls),
                 "log_level": cls.log_level,
                 "description": inspect.getdoc(cls) or "",
+                "cause": cause,
+                "what_to_do": what_to_do,
             }
         )
     return entries
@@ -54,22 +63,33 @@ def _cell(text: object) -> str:
 
 
 def to_markdown(entries: Sequence[dict[str, Any]]) -> str:
+    """A summary table, then one section per code with its cause and what to do."""
     lines = [
         "# Error catalogue",
         "",
         "Every error response carries `code` and `correlation_id`; look the code up here, and "
         "run `obsctl trace <correlation_id>` for the details of one request.",
         "",
-        "| code | HTTP | message sent to clients | exception | meaning |",
-        "|---:|---:|---|---|---|",
+        "| code | HTTP | message sent to clients | exception |",
+        "|---:|---:|---|---|",
     ]
     for entry in entries:
-        description = entry["description"].split("\n\n")[0]
-        where = f"`{entry['module']}.{entry['exception']}`"
         lines.append(
-            f"| {entry['internal_code']} | {entry['http_code']} "
-            f"| {_cell(entry['external_message'])} | {where} | {_cell(description)} |"
+            f"| [{entry['internal_code']}](#{entry['internal_code']}) | {entry['http_code']} "
+            f"| {_cell(entry['external_message'])} | `{entry['exception']}` |"
         )
+    for entry in entries:
+        code, name = entry["internal_code"], entry["exception"]
+        lines += [
+            "",
+            f'<a id="{code}"></a>',
+            f"## {code} {name} (HTTP {entry['http_code']})",
+            "",
+            f"- **Message sent to clients**: {entry['external_message']}",
+            f"- **Cause**: {entry['cause'] or '(not documented: the class has no docstring)'}",
+            f"- **What to do**: {entry['what_to_do'] or '(not documented)'}",
+            f"- **Raised as** `{entry['module']}.{name}`, logged at {entry['log_level']}",
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -16,6 +16,8 @@
 
 Subclasses only override class attributes. ``external_message`` is sent to clients;
 ``internal_message`` (class default, or per instance) and ``context`` are logged, never sent.
+The class docstring says what causes the error and ``what_to_do`` what a client or support
+person should do about it: the error catalogue and the OpenAPI document show both.
 Every one is logged at ERROR (so ``obsctl errors top`` ranks it) unless ``log_level`` says
 otherwise; route misses (404/405) log at WARNING.
 Every class that sets its own ``internal_code`` is registered; a second class claiming a code
@@ -24,6 +26,7 @@ that is already taken fails at import time with ``DuplicateInternalCode``.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, ClassVar
 
 _REGISTRY: dict[int, type[AppException]] = {}
@@ -34,13 +37,22 @@ class DuplicateInternalCode(TypeError):
 
 
 class AppException(Exception):
-    """Base class: an error with a safe public face and a detailed private one."""
+    """An unexpected error: a bug, or a failure that no more specific error describes.
+
+    The base of everything foundation turns into a response: a safe public face
+    (``external_message``, ``internal_code``) and a detailed private one (``internal_message``,
+    ``context``). The first paragraph of a class's docstring is the cause the catalogue shows.
+    """
 
     http_code: ClassVar[int] = 500
     external_message: ClassVar[str] = "Internal server error."
     internal_code: ClassVar[int] = 10500
     internal_message: str = "Unexpected application error."
     log_level: ClassVar[str] = "ERROR"
+    what_to_do: ClassVar[str] = (
+        "Retry later. If it keeps failing, report the correlation_id to the service's support: "
+        "the full error is logged under it."
+    )
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -72,6 +84,18 @@ def _qualified(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
+def explain(cls: type[AppException]) -> tuple[str, str]:
+    """``(cause, what_to_do)`` of an exception class, each one paragraph on one line.
+
+    The cause is the first paragraph of the class's own docstring only: a subclass without one
+    would otherwise show its parent's, which describes a different error.
+    """
+    own = cls.__dict__.get("__doc__")
+    doc = inspect.cleandoc(own) if isinstance(own, str) else ""
+    cause = " ".join(doc.split("\n\n")[0].split())
+    return cause, " ".join(str(getattr(cls, "what_to_do", "")).split())
+
+
 def registered_exceptions() -> list[type[AppException]]:
     """Every exception class with its own ``internal_code``, sorted by code."""
     return [_REGISTRY[code] for code in sorted(_REGISTRY)]
@@ -81,12 +105,18 @@ _register(AppException)
 
 
 class ApiException(AppException):
-    """The request cannot be served as asked; the client can usually fix it."""
+    """The request cannot be served as asked.
+
+    The base of an application's domain errors: the client can usually fix them.
+    """
 
     http_code = 400
     external_message = "The request could not be processed."
     internal_code = 10400
     internal_message = "Request rejected."
+    what_to_do = (
+        "Change the request as the message says; sending it again unchanged gives the same answer."
+    )
 
 
 class InvalidRequest(ApiException):
@@ -96,6 +126,10 @@ class InvalidRequest(ApiException):
     external_message = "The request is invalid."
     internal_code = 10422
     internal_message = "Request validation failed."
+    what_to_do = (
+        "`errors` lists each problem: `loc` says where (body, query or path, then the field) "
+        "and `type` what kind. Correct those fields and send again."
+    )
 
 
 class RouteNotFound(ApiException):
@@ -106,6 +140,7 @@ class RouteNotFound(ApiException):
     internal_code = 10404
     internal_message = "No route matches the path."
     log_level = "WARNING"  # scanners hit unknown paths all day: not an error of ours
+    what_to_do = "Check the path (and its prefix and trailing slash) against the API document."
 
 
 class MethodNotAllowed(ApiException):
@@ -116,6 +151,7 @@ class MethodNotAllowed(ApiException):
     internal_code = 10405
     internal_message = "The route does not accept this method."
     log_level = "WARNING"
+    what_to_do = "Use one of the methods that the `Allow` header of the response lists."
 
 
 class JobQueueUnavailable(AppException):
@@ -125,6 +161,7 @@ class JobQueueUnavailable(AppException):
     external_message = "The service is temporarily unavailable, please retry."
     internal_code = 25001
     internal_message = "Job queue unavailable."
+    what_to_do = "Retry after a short wait: the job was not queued."
 
 
 class DbException(AppException):
@@ -143,6 +180,10 @@ class RecordNotFound(DbException):
     external_message = "Record not found."
     internal_code = 21101
     internal_message = "No row matched the query."
+    what_to_do = (
+        "Check the identifier in the request; the record may never have existed or may have "
+        "been deleted."
+    )
 
 
 class DuplicateRecord(DbException):
@@ -152,6 +193,10 @@ class DuplicateRecord(DbException):
     external_message = "A record with these values already exists."
     internal_code = 21102
     internal_message = "Unique constraint violated."
+    what_to_do = (
+        "Use another value for the unique field (an email already registered, say), or fetch "
+        "the existing record instead of creating it again."
+    )
 
 
 class ReferenceViolation(DbException):
@@ -161,6 +206,10 @@ class ReferenceViolation(DbException):
     external_message = "The record refers to, or is referred to by, another record."
     internal_code = 21103
     internal_message = "Foreign key constraint violated."
+    what_to_do = (
+        "Create the record referred to first (or correct its identifier); to delete, first "
+        "remove the records that still refer to it."
+    )
 
 
 class ConstraintViolation(DbException):
@@ -170,6 +219,7 @@ class ConstraintViolation(DbException):
     external_message = "The record does not satisfy the data rules."
     internal_code = 21104
     internal_message = "NOT NULL or CHECK constraint violated."
+    what_to_do = "Send every required field, with a value the service accepts."
 
 
 class DbBusy(DbException):
@@ -179,6 +229,7 @@ class DbBusy(DbException):
     external_message = "The service is busy, please retry."
     internal_code = 21201
     internal_message = "Transaction conflict persisted after retries."
+    what_to_do = "Retry after a short wait: the transaction that conflicted was rolled back."
 
 
 class DbUnavailable(DbException):
@@ -188,3 +239,7 @@ class DbUnavailable(DbException):
     external_message = "The service is temporarily unavailable, please retry."
     internal_code = 21202
     internal_message = "Database unavailable."
+    what_to_do = (
+        "Retry after a short wait, with backoff. If the failure came during a commit, check "
+        "whether the change was made before repeating it."
+    )

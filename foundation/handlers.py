@@ -39,6 +39,8 @@ from foundation.exceptions import (
     RouteNotFound,
 )
 from foundation.logging import log_record
+from foundation.openapi import document_errors
+from foundation.sentry import report
 
 INTERNAL_ERROR_MESSAGE = AppException.external_message
 _MAX_VALIDATION_ERRORS = 20
@@ -140,6 +142,15 @@ async def app_exception_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, AppException)
     _log_app_exception(exc)
     _observe(request.app, type(exc).__name__, exc.internal_code, exc.http_code)
+    report(
+        request.app,
+        exc,
+        internal_code=exc.internal_code,
+        http_code=exc.http_code,
+        scope=request.scope,
+        external_message=exc.external_message,
+        context=exc.context,
+    )
     return _response(
         request, http_code=exc.http_code, message=exc.external_message, code=exc.internal_code
     )
@@ -171,6 +182,15 @@ async def validation_exception_handler(request: Request, exc: Exception) -> Resp
         exception=error,
     )
     _observe(request.app, type(error).__name__, error.internal_code, error.http_code)
+    report(
+        request.app,
+        error,
+        internal_code=error.internal_code,
+        http_code=error.http_code,
+        scope=request.scope,
+        external_message=error.external_message,
+        context={"errors": errors},
+    )
     return _response(
         request,
         http_code=error.http_code,
@@ -210,6 +230,16 @@ async def http_exception_handler(request: Request, exc: Exception) -> Response:
         exception={"type": name, "value": message},
     )
     _observe(request.app, name, code, status)
+    # A 5xx HTTPException is captured by Sentry's Starlette integration too, before this
+    # handler runs; its deduplication drops the second event of the same exception.
+    report(
+        request.app,
+        exc,
+        internal_code=code,
+        http_code=status,
+        scope=request.scope,
+        external_message=message,
+    )
     if status in (204, 304):
         return Response(status_code=status, headers=exc.headers)
     return _response(request, http_code=status, message=message, code=code, headers=exc.headers)
@@ -230,10 +260,22 @@ def _log_unhandled(exc: BaseException) -> None:
     )
 
 
+def _report_unhandled(app: Any, exc: BaseException, scope: Scope) -> None:
+    report(
+        app,
+        exc,
+        internal_code=AppException.internal_code,
+        http_code=500,
+        scope=scope,
+        external_message=INTERNAL_ERROR_MESSAGE,
+    )
+
+
 async def server_error_handler(request: Request, exc: Exception) -> Response:
     """Last resort inside ``ServerErrorMiddleware`` (outside user middleware): stamp the ID."""
     _log_unhandled(exc)
     _observe(request.app, type(exc).__name__, AppException.internal_code, 500)
+    _report_unhandled(request.app, exc, request.scope)
     options = _options(request.app)
     response = _response(
         request, http_code=500, message=INTERNAL_ERROR_MESSAGE, code=AppException.internal_code
@@ -268,6 +310,7 @@ class CatchAllMiddleware:
             _log_unhandled(exc)
             app = scope.get("app")
             _observe(app, type(exc).__name__, AppException.internal_code, 500)
+            _report_unhandled(app, exc, scope)
             if started:
                 # Too late for a 500: the status line is gone. Close the stream; the client
                 # sees a truncated response. Re-raising would log the traceback twice.
@@ -291,7 +334,8 @@ def add_exception_handlers(
     """Register foundation's handlers and the catch-all on ``app``.
 
     Call before adding the correlation-ID middleware (``foundation.setup`` does this in order):
-    middleware added later wraps what was added earlier.
+    middleware added later wraps what was added earlier. The app's OpenAPI document then
+    describes these error responses (``foundation.openapi``).
     """
     app.state.foundation_errors = ErrorOptions(
         expose_codes=expose_codes, problem_json=problem_json, header_name=header_name
@@ -301,3 +345,4 @@ def add_exception_handlers(
     app.add_exception_handler(StarletteHTTPException, http_exception_handler)
     app.add_exception_handler(Exception, server_error_handler)
     app.add_middleware(CatchAllMiddleware)
+    document_errors(app)

@@ -21,6 +21,8 @@ from foundation.correlation import DEFAULT_HEADER, StrictCorrelationIdMiddleware
 from foundation.handlers import add_exception_handlers
 from foundation.logging import DEFAULT_MAX_FIELD_CHARS, DEFAULT_REDACT, configure_logging
 from foundation.metrics import HasTransactionObservers, install_metrics
+from foundation.openapi import document_errors
+from foundation.sentry import install_sentry
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -48,6 +50,7 @@ class FoundationSettings:
     problem_json: bool = False
     request_id_header: str = DEFAULT_HEADER
     access_log: bool = True
+    sentry_client_errors: bool = False
 
 
 def _from_env(name: str, raw: str, default: Any) -> Any:
@@ -116,7 +119,8 @@ def setup(
     ``log_retention`` (``14 days``), ``log_compression`` (``gz``), ``log_per_process``
     (auto-detected), ``log_redact`` (names of extras to redact), ``log_max_field_chars``,
     ``metrics`` (on), ``metrics_path`` (``/metrics``), ``expose_error_codes`` (on),
-    ``problem_json`` (off), ``request_id_header`` (``X-Request-ID``), ``access_log`` (on).
+    ``problem_json`` (off), ``request_id_header`` (``X-Request-ID``), ``access_log`` (on),
+    ``sentry_client_errors`` (off: 4xx errors are not sent to Sentry, see ``foundation.sentry``).
     ``database`` (a ``Database``) gets a ``db_transaction_duration_seconds`` observer when
     metrics are on; ``metrics_registry`` replaces the fresh per-app ``CollectorRegistry``.
     """
@@ -141,6 +145,8 @@ def setup(
         problem_json=settings.problem_json,
         header_name=settings.request_id_header,
     )
+    document_errors(app, database=True if database is not None else None)
+    install_sentry(app, client_errors=settings.sentry_client_errors, redact=settings.log_redact)
     if settings.metrics:
         # Between the catch-all and the access line: it sees the catch-all's 500s.
         install_metrics(

@@ -31,7 +31,14 @@ import foundation
 from examples.shop.errors import OutOfStock, PaymentDeclined, PaymentUnavailable
 from examples.shop.models import Base, Order, Product, User
 from examples.shop.tasks import send_receipt
-from foundation import Database, DbManager, JobQueueUnavailable
+from foundation import (
+    Database,
+    DbManager,
+    DuplicateRecord,
+    JobQueueUnavailable,
+    RecordNotFound,
+    ReferenceViolation,
+)
 
 DATABASE_URL = os.environ.get("DATABASE_URL", "sqlite+aiosqlite:///var/data/shop.db")
 PAYMENTS_URL = os.environ.get("PAYMENTS_URL", "http://127.0.0.1:8001")
@@ -147,14 +154,14 @@ async def list_products(session: Session) -> list[ProductOut]:
     return [ProductOut.model_validate(p) for p in products]
 
 
-@app.get("/products/{sku}")
+@app.get("/products/{sku}", responses=foundation.error_responses(RecordNotFound))
 async def get_product(sku: str, session: Session) -> ProductOut:
     # scalar_one() on no row becomes foundation's RecordNotFound: 404, code 21101.
     product = (await session.execute(select(Product).where(Product.sku == sku))).scalar_one()
     return ProductOut.model_validate(product)
 
 
-@app.post("/users", status_code=201)
+@app.post("/users", status_code=201, responses=foundation.error_responses(DuplicateRecord))
 async def create_user(body: UserIn, session: Session) -> UserOut:
     user = User(email=body.email, name=body.name, country=body.country)
     session.add(user)
@@ -163,13 +170,19 @@ async def create_user(body: UserIn, session: Session) -> UserOut:
     return UserOut.model_validate(user)
 
 
-@app.get("/users/{user_id}")
+@app.get("/users/{user_id}", responses=foundation.error_responses(RecordNotFound))
 async def get_user(user_id: int, session: Session) -> UserOut:
     user = (await session.execute(select(User).where(User.id == user_id))).scalar_one()
     return UserOut.model_validate(user)
 
 
-@app.post("/orders", status_code=201)
+@app.post(
+    "/orders",
+    status_code=201,
+    responses=foundation.error_responses(
+        RecordNotFound, OutOfStock, ReferenceViolation, PaymentDeclined, PaymentUnavailable
+    ),
+)
 async def place_order(body: OrderIn, payments: Payments) -> OrderOut:
     # Three short transactions rather than one held open across the payment call: reserve the
     # stock, charge the card, then confirm (or give the stock back).
@@ -257,13 +270,13 @@ async def _charge(payments: httpx.AsyncClient, order: Order, card: str) -> str:
     )
 
 
-@app.get("/orders/{order_id}")
+@app.get("/orders/{order_id}", responses=foundation.error_responses(RecordNotFound))
 async def get_order(order_id: int, session: Session) -> OrderOut:
     order = (await session.execute(select(Order).where(Order.id == order_id))).scalar_one()
     return OrderOut.model_validate(order)
 
 
-@app.get("/orders/{order_id}/receipt")
+@app.get("/orders/{order_id}/receipt", responses=foundation.error_responses(RecordNotFound))
 async def get_receipt(order_id: int, session: Session) -> Receipt:
     row = (
         await session.execute(
@@ -284,7 +297,11 @@ async def get_receipt(order_id: int, session: Session) -> Receipt:
     )
 
 
-@app.post("/orders/{order_id}/receipt/email", status_code=202)
+@app.post(
+    "/orders/{order_id}/receipt/email",
+    status_code=202,
+    responses=foundation.error_responses(RecordNotFound, JobQueueUnavailable),
+)
 async def email_receipt(order_id: int, session: Session) -> dict[str, str]:
     """Send the receipt again; a broker that cannot be reached answers 503 (code 25001)."""
     order = (await session.execute(select(Order).where(Order.id == order_id))).scalar_one()

@@ -5,6 +5,10 @@ foundation turns a raised one into ``{"message": external_message, "code": inter
 keyword context, and counts it in ``app_exceptions_total``. Database errors (duplicate email,
 unknown user, unknown product) need no class here: foundation's ``DbManager`` raises
 ``DuplicateRecord``, ``ReferenceViolation`` and ``RecordNotFound`` itself.
+
+The docstring's first paragraph is the cause and ``what_to_do`` the advice that the error
+catalogue (``python -m foundation.catalogue --import examples.shop.errors``) and the OpenAPI
+document show; routes declare what they raise with ``foundation.error_responses(...)``.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ class OutOfStock(ApiException):
     external_message = "This product is out of stock."
     internal_code = 30101
     internal_message = "Stock check failed."
+    what_to_do = "Order fewer items (GET /products/{sku} shows the stock), or another product."
 
 
 class PaymentDeclined(ApiException):
@@ -28,6 +33,7 @@ class PaymentDeclined(ApiException):
     external_message = "The payment was declined."
     internal_code = 30102
     internal_message = "Card declined by the payment service."
+    what_to_do = "The order failed and its stock was given back: place it again with another card."
 
 
 class PaymentUnavailable(ApiException):
@@ -37,6 +43,7 @@ class PaymentUnavailable(ApiException):
     external_message = "Payments are temporarily unavailable, please retry."
     internal_code = 30103
     internal_message = "Payment service unavailable."
+    what_to_do = "The order failed and its stock was given back: place it again after a short wait."
 
 
 class ReceiptUndeliverable(ApiException):
@@ -46,3 +53,4 @@ class ReceiptUndeliverable(ApiException):
     external_message = "The receipt could not be e-mailed."
     internal_code = 30301
     internal_message = "Mail server refused the receipt."
+    what_to_do = "Check the customer's e-mail address, then send it again: POST /orders/{id}/receipt/email."
