@@ -53,4 +53,6 @@ class ReceiptUndeliverable(ApiException):
     external_message = "The receipt could not be e-mailed."
     internal_code = 30301
     internal_message = "Mail server refused the receipt."
-    what_to_do = "Check the customer's e-mail address, then send it again: POST /orders/{id}/receipt/email."
+    what_to_do = (
+        "Check the customer's e-mail address, then send it again: POST /orders/{id}/receipt/email."
+    )

@@ -48,8 +48,8 @@ def test_each_shop_code_has_a_cause_and_what_to_do() -> None:
     by_code = {entry["internal_code"]: entry for entry in entries}
     assert sorted(by_code) == [
         *(10400, 10404, 10405, 10422, 10500, 20000),
-        *(21101, 21102, 21103, 21104, 21201, 21202),
-        *(30101, 30102, 30103),
+        *(21101, 21102, 21103, 21104, 21201, 21202, 25001),
+        *(30101, 30102, 30103, 30301),
     ]
     for entry in entries:
         assert entry["cause"], entry["internal_code"]
