@@ -24,7 +24,7 @@ import orjson
 
 from obsctl.analysis.analyse import ACCESS_MESSAGE, ErrorAccumulator, RecordFilter, level_rank
 from obsctl.readers.fields import NO_MAP, FieldMap
-from obsctl.readers.parse import Record, parse_records_checked, ts_to_epoch
+from obsctl.readers.parse import Record, parse_records_checked, records_of_doc, ts_to_epoch
 from obsctl.readers.prefilter import error_needles
 from obsctl.sources import files
 from obsctl.sources.files import Buffer, Damage, LogFile, expand_paths, iter_blocks
@@ -336,7 +336,14 @@ def _error_fields(
     if not fields and isinstance(doc, dict) and "correlation_id" in doc and "ts" in doc:
         ts = doc.get("ts")
         return [(doc, ts_to_epoch(ts) if isinstance(ts, str) else None)], True
-    records, reason = parse_records_checked(line, fields=fields, own_lines=False, errors_only=True)
+    if isinstance(doc, dict):
+        records, reason = records_of_doc(
+            doc, line, fields=fields, own_lines=False, errors_only=True
+        )
+    else:  # damaged, NaN tokens, NUL runs: the full parser says which
+        records, reason = parse_records_checked(
+            line, fields=fields, own_lines=False, errors_only=True
+        )
     if reason is not None:
         damage.line(reason, source)
     return [(record.data, record.epoch) for record in records], False

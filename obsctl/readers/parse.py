@@ -45,6 +45,7 @@ __all__ = [
     "parse_line",
     "parse_line_checked",
     "parse_records_checked",
+    "records_of_doc",
     "ts_to_epoch",
 ]
 
@@ -340,6 +341,33 @@ def parse_records_checked(
         doc, strict = loaded
     if not isinstance(doc, dict):
         return [], NOT_RECORD
+    return records_of_doc(
+        doc,
+        line,
+        strict=strict,
+        source=source,
+        offset=offset,
+        seq=seq,
+        fields=fields,
+        own_lines=own_lines,
+        errors_only=errors_only,
+    )
+
+
+def records_of_doc(
+    doc: dict[str, Any],
+    line: bytes,
+    *,
+    strict: bool = True,
+    source: str = "",
+    offset: int = 0,
+    seq: int = 0,
+    fields: FieldMap = NO_MAP,
+    own_lines: bool = True,
+    errors_only: bool = False,
+) -> tuple[list[Record], str | None]:
+    """:func:`parse_records_checked` for a line already decoded (``doc``) by a scan that tried
+    it as schema v1 first: the same records, without decoding the line twice."""
     if "record" in doc and "text" in doc and isinstance(doc["record"], dict):
         values = _from_native(doc)
         if fields:

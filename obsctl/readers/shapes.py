@@ -268,8 +268,14 @@ def _otlp(doc: dict[str, Any], *, own_lines: bool, errors_only: bool) -> list[Sh
         scope = scope_logs.get("scope")
         scope_name = scope.get("name") if isinstance(scope, dict) else None
         for item in records:
-            if not isinstance(item, dict) or (errors_only and not _is_error(item)):
+            if not isinstance(item, dict):
                 continue
+            if errors_only:
+                number = item.get("severityNumber")
+                if type(number) is int and 1 <= number < 17:  # the common case, inline
+                    continue
+                if not _is_error(item):
+                    continue
             values, view = _otlp_record(item, attrs, scope_name)
             own = _own_line(item, resource_logs, scope_logs) if encode else None
             out.append((values, view, own))
