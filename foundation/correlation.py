@@ -24,7 +24,13 @@ from typing import ParamSpec, TypeVar
 
 import httpx
 from asgi_correlation_id import CorrelationIdMiddleware, correlation_id
-from starlette.types import ASGIApp, Receive, Scope, Send
+from asgi_correlation_id.middleware import FAILED_VALIDATION_MESSAGE
+from asgi_correlation_id.middleware import logger as _logger
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from foundation import otel, tracecontext
+from foundation.tracecontext import TRACEPARENT, TRACESTATE, TraceContext
 
 DEFAULT_HEADER = "X-Request-ID"
 MAX_ID_LENGTH = 36
@@ -69,11 +75,21 @@ def new_correlation_id() -> str:
 
 
 class StrictCorrelationIdMiddleware(CorrelationIdMiddleware):
-    """``CorrelationIdMiddleware`` with the strict validator and the canonicalising transformer.
+    """``CorrelationIdMiddleware`` with the strict validator, the canonicalising transformer,
+    and W3C trace context (contract 7).
 
-    Upstream never resets the context variable, so code running after a request in the same
-    task (in-process test clients, the server's own logging) would see that request's ID; here
-    the previous value is restored when the request is done.
+    Changes from upstream's ``__call__`` (rewritten here; its fields and Sentry hook are kept):
+
+    - Upstream never resets the context variable, so code running after a request in the same
+      task (in-process test clients, the server's own logging) would see that request's ID;
+      here the previous values are restored when the request is done.
+    - The headers are read in one pass over the scope: the ID header, ``traceparent`` (two or
+      more fields are invalid: a new trace starts) and every ``tracestate`` field, in order.
+    - One ID in the common cases: a trace foundation starts uses the correlation ID as its
+      trace-id; a request with a valid ``traceparent`` and no usable ID header gets the
+      trace-id as its correlation ID; both present: both kept. With an OpenTelemetry SDK span
+      active (``foundation.otel``), the request joins that span's trace instead, and the span
+      gets the correlation ID as an attribute.
     """
 
     def __init__(self, app: ASGIApp, *, header_name: str = DEFAULT_HEADER) -> None:
@@ -84,13 +100,81 @@ class StrictCorrelationIdMiddleware(CorrelationIdMiddleware):
             validator=is_valid_correlation_id,
             transformer=canonical_correlation_id,
         )
+        self._key = header_name.lower().encode("latin-1")
+        otel.detect_provider()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        token = correlation_id.set(None)
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        key = self._key
+        raw_id: bytes | None = None
+        traceparent: bytes | None = None
+        duplicated = False
+        tracestate: list[bytes] | None = None
+        for name, value in scope["headers"]:
+            if name == key:
+                if raw_id is None:
+                    raw_id = value
+            elif name == b"traceparent":
+                duplicated = traceparent is not None
+                traceparent = value
+            elif name == b"tracestate":
+                if tracestate is None:
+                    tracestate = [value]
+                else:
+                    tracestate.append(value)
+
+        header_value = raw_id.decode("latin-1") if raw_id else None
+        cid: str | None = None
+        if header_value and is_valid_correlation_id(header_value):
+            cid = canonical_correlation_id(header_value)
+        rejected = bool(header_value) and cid is None
+        parent = None
+        if traceparent is not None and not duplicated:
+            parent = tracecontext.parse_traceparent(traceparent.decode("latin-1"))
+
+        span = otel.request_span() if otel.detect() else None
+        if span is not None:
+            trace_id, span_id, flags, state = otel.span_ids(span)
+            trace = TraceContext(trace_id, span_id, flags, state)
+        elif parent is not None:
+            state = ""
+            if tracestate is not None:
+                state = tracecontext.parse_tracestate(v.decode("latin-1") for v in tracestate)
+            trace = TraceContext(
+                parent.trace_id, tracecontext.new_span_id(), parent.flags, state, parent.parent_id
+            )
+        else:
+            trace = None
+        if cid is None:
+            cid = trace.trace_id if trace is not None else new_correlation_id()
+        if trace is None:
+            trace = tracecontext.start_trace(cid)
+        if span is not None:
+            otel.mark_request(span, cid)
+        if rejected:
+            _logger.warning(FAILED_VALIDATION_MESSAGE, cid)
+
+        if cid != header_value and self.update_request_header:
+            MutableHeaders(scope=scope)[self.header_name] = cid
+        self.sentry_extension(cid)
+        answer = (self.header_name.encode("latin-1"), cid.encode("latin-1"))
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", ()))
+                headers.append(answer)
+                message["headers"] = headers
+            await send(message)
+
+        cid_token = correlation_id.set(cid)
+        trace_token = tracecontext._current.set(trace)
         try:
-            await super().__call__(scope, receive, send)
+            await self.app(scope, receive, send_with_id)
         finally:
-            correlation_id.reset(token)
+            tracecontext._current.reset(trace_token)
+            correlation_id.reset(cid_token)
 
 
 def with_correlation(fn: Callable[P, R]) -> Callable[P, R]:
@@ -111,13 +195,26 @@ def with_correlation(fn: Callable[P, R]) -> Callable[P, R]:
 
 
 def _stamp(request: httpx.Request) -> None:
+    headers = request.headers
     cid = correlation_id.get()
-    if cid and DEFAULT_HEADER not in request.headers:
-        request.headers[DEFAULT_HEADER] = cid
+    if cid and DEFAULT_HEADER not in headers:
+        headers[DEFAULT_HEADER] = cid
+    # A traceparent already there (set by the caller) is left alone, and so is its tracestate;
+    # OpenTelemetry's httpx instrumentation writes its own after the hooks ran.
+    if TRACEPARENT in headers or (otel.enabled and otel.httpx_instrumented()):
+        return
+    trace = tracecontext.outgoing_trace_headers()
+    if trace:
+        headers[TRACEPARENT] = trace[TRACEPARENT]
+        state = trace.get(TRACESTATE)
+        if state and TRACESTATE not in headers:
+            headers[TRACESTATE] = state
 
 
 def stamp_correlation_id(request: httpx.Request) -> None:
-    """httpx ``request`` event hook for ``httpx.Client``: send the current ID to the next service.
+    """httpx ``request`` event hook for ``httpx.Client``: send the current ID and trace context
+    (``X-Request-ID``, ``traceparent`` with a new span-id per call whose parent is the current
+    span, ``tracestate``) to the next service.
 
     ``httpx.Client(event_hooks={"request": [stamp_correlation_id]})``; a header the caller set
     explicitly is left alone.

@@ -52,6 +52,7 @@ from asgi_correlation_id import correlation_id
 from loguru import logger
 
 from foundation.logfiles import Retention, RotatingFile, Rotation, parse_compression
+from foundation.tracecontext import trace_ids
 
 if TYPE_CHECKING:
     from loguru import Message, Record
@@ -75,12 +76,25 @@ _MAX_DEPTH = 6
 _MAX_ITEMS = 100
 
 # Contract 1: the fixed order of the known keys.
-_CORE_KEYS = ("ts", "level", "correlation_id", "message", "service", "logger", "function", "line")
+_CORE_KEYS = (
+    "ts",
+    "level",
+    "correlation_id",
+    "trace_id",
+    "span_id",
+    "message",
+    "service",
+    "logger",
+    "function",
+    "line",
+)
 _ERROR_KEYS = ("internal_code", "http_code")
 _ACCESS_KEYS = ("method", "path", "route", "status", "duration_ms")
 # Extras already written in their contract position; any other extra named like a core key
 # (``service``, ``message``...) is kept as ``extra_<name>``.
-_PLACED = frozenset(("correlation_id", *_ERROR_KEYS, "exception", *_ACCESS_KEYS))
+_PLACED = frozenset(
+    ("correlation_id", "trace_id", "span_id", *_ERROR_KEYS, "exception", *_ACCESS_KEYS)
+)
 _ORDERED_EXTRAS = frozenset((*_ERROR_KEYS, *_ACCESS_KEYS))
 
 # Characters that JSON allows raw but that split lines (U+2028/2029, NEL) for some readers or
@@ -252,9 +266,19 @@ class JsonRenderer:
     ) -> dict[str, Any]:
         """The record's keys in contract order, extras cleaned and flattened after them."""
         out: dict[str, Any] = {"ts": ts, "level": level}
+        placed = 0
         cid = extra.get("correlation_id")
         if cid:
             out["correlation_id"] = cid
+            placed = 1
+        trace_id = extra.get("trace_id")
+        if trace_id:
+            out["trace_id"] = trace_id
+            placed += 1
+        span_id = extra.get("span_id")
+        if span_id:
+            out["span_id"] = span_id
+            placed += 1
         out["message"] = (
             message
             if len(message) <= self.max_field_chars
@@ -268,8 +292,8 @@ class JsonRenderer:
             out["function"] = function
         if line is not None:
             out["line"] = line
-        # Skip the extras pass when the correlation ID is the only extra (the common case).
-        if len(extra) > ("correlation_id" in extra) or exception is not None:
+        # Skip the extras pass when the IDs are the only extras (the common case).
+        if len(extra) > placed or exception is not None:
             if exception is not None or not _ORDERED_EXTRAS.isdisjoint(extra):
                 for key in _ERROR_KEYS:
                     if key in extra:
@@ -303,6 +327,7 @@ class JsonRenderer:
         self,
         ts: str,
         cid: str | None,
+        ids: tuple[str, str] | None,
         message: str,
         name: str,
         method: str,
@@ -326,11 +351,15 @@ class JsonRenderer:
             }
             if cid:
                 extra["correlation_id"] = cid
+            if ids is not None:
+                extra["trace_id"], extra["span_id"] = ids
             return self.assemble(ts, "INFO", message, name, None, None, extra)
         limit = self.max_field_chars
         out: dict[str, Any] = {"ts": ts, "level": "INFO"}
         if cid:
             out["correlation_id"] = cid
+        if ids is not None:
+            out["trace_id"], out["span_id"] = ids
         out["message"] = message if len(message) <= limit else _truncate(message, limit)
         if self.service:
             out["service"] = self.service
@@ -472,11 +501,17 @@ def _human_format(record: Record) -> str:
 
 
 def _add_correlation_id(record: Record) -> None:
+    """The patcher: the current correlation ID and trace/span IDs into the record's extras
+    (values bound explicitly, e.g. by a job runner, win)."""
     extra = record["extra"]
     if "correlation_id" not in extra:
         cid = correlation_id.get()
         if cid is not None:
             extra["correlation_id"] = cid
+    if "trace_id" not in extra:
+        ids = trace_ids()
+        if ids is not None:
+            extra["trace_id"], extra["span_id"] = ids
 
 
 class _GuardedSink:
@@ -623,6 +658,9 @@ class LoggingConfig:
             return True
         renderer = self.renderer
         cid = correlation_id.get()
+        ids = trace_ids()
+        if ids is not None:
+            extra = {"trace_id": ids[0], "span_id": ids[1], **extra}
         fields = renderer.assemble(
             renderer.now(),
             level,
@@ -646,7 +684,16 @@ class LoggingConfig:
         renderer = self.renderer
         return self._write(
             renderer.access_fields(
-                renderer.now(), correlation_id.get(), message, name, method, path, route, status, ms
+                renderer.now(),
+                correlation_id.get(),
+                trace_ids(),
+                message,
+                name,
+                method,
+                path,
+                route,
+                status,
+                ms,
             )
         )
 

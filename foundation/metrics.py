@@ -4,7 +4,7 @@ that the exception handlers and ``Database`` feed.
 Series (contract 3)::
 
     http_requests_total{method,route,status}                 counter
-    http_request_duration_seconds{method,route}               histogram, exemplar correlation_id
+    http_request_duration_seconds{method,route}               histogram, exemplars (IDs)
     http_requests_in_progress{method}                         gauge (livesum across workers)
     app_exceptions_total{internal_code,exception,http_code}   counter
     db_transaction_duration_seconds{outcome}                  histogram, commit|rollback|error
@@ -63,6 +63,7 @@ from prometheus_client.samples import Exemplar
 from prometheus_client.utils import floatToGoString
 
 from foundation.routing import route_template
+from foundation.tracecontext import trace_ids
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -72,9 +73,12 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
 EXEMPLAR_LABEL: Final = "correlation_id"
-# OpenMetrics caps an exemplar's label set at 128 characters; an ID longer than this (a client
-# can send anything the validator lets through) is left off rather than failing the request.
-_MAX_EXEMPLAR_VALUE: Final = 128 - len(EXEMPLAR_LABEL)
+EXEMPLAR_TRACE_LABEL: Final = "trace_id"
+# OpenMetrics caps an exemplar's label set (names and values) at 128 characters. Both IDs fit
+# (14 + 32 + 8 + 32 = 86); an ID longer than allowed (a client can send anything the validator
+# lets through) is left off rather than failing the request, the trace-id first.
+_MAX_EXEMPLAR_CHARS: Final = 128
+_MAX_EXEMPLAR_VALUE: Final = _MAX_EXEMPLAR_CHARS - len(EXEMPLAR_LABEL)
 
 #: Latency buckets of ``http_request_duration_seconds`` (prometheus_client's defaults).
 HTTP_BUCKETS: Final[tuple[float, ...]] = Histogram.DEFAULT_BUCKETS
@@ -100,6 +104,20 @@ _KNOWN_METHODS: Final = frozenset(
 )
 _MARKER: Final = ".foundation-server"
 _LOCK: Final = ".foundation-lock"
+
+
+def _exemplar_labels(cid: str | None, ids: tuple[str, str] | None) -> dict[str, str]:
+    """``{correlation_id, trace_id}`` within OpenMetrics' 128 characters (what fits of it)."""
+    labels: dict[str, str] = {}
+    size = 0
+    if cid and len(cid) <= _MAX_EXEMPLAR_VALUE:
+        labels[EXEMPLAR_LABEL] = cid
+        size = len(EXEMPLAR_LABEL) + len(cid)
+    if ids is not None:
+        trace_id = ids[0]
+        if size + len(EXEMPLAR_TRACE_LABEL) + len(trace_id) <= _MAX_EXEMPLAR_CHARS:
+            labels[EXEMPLAR_TRACE_LABEL] = trace_id
+    return labels
 
 
 class ExceptionObserver(Protocol):
@@ -195,12 +213,10 @@ class FastHttpMetrics:
             latency.counts[bucket] += 1
             latency.total += seconds
             if self.exemplars and now - latency.stamps[bucket] >= self.exemplar_interval:
-                cid = correlation_id.get()
-                if cid and len(cid) <= _MAX_EXEMPLAR_VALUE:
+                labels = _exemplar_labels(correlation_id.get(), trace_ids())
+                if labels:
                     latency.stamps[bucket] = now
-                    latency.exemplars[bucket] = Exemplar(
-                        {EXEMPLAR_LABEL: cid}, seconds, time.time()
-                    )
+                    latency.exemplars[bucket] = Exemplar(labels, seconds, time.time())
 
     def describe(self) -> list[Metric]:
         return list(self._families({}, {}, {}))

@@ -6,6 +6,10 @@ Served by uvicorn (whole stacks):
 - ``foundation``: ``foundation.setup`` (correlation ID, handlers, access line; metrics off so
   this measures the logging stack alone), file sink only.
 - ``foundation_all``: the same with metrics on: everything on.
+- ``foundation_all_before``: everything on, with the correlation-ID middleware as it was before
+  trace context (issue 11): upstream asgi-correlation-id with the strict validator and the
+  context reset; lines then carry no ``trace_id``/``span_id``. The peer of ``foundation_all``
+  in ``bench_tracecontext``.
 - ``assembled``: what people assemble today: asgi-correlation-id + a pure ASGI access-log
   middleware + Loguru ``serialize=True`` to a file.
 
@@ -98,7 +102,7 @@ def build(variant: str, log_dir: str = LOG_DIR) -> FastAPI:
     logs = variant not in ("bare", "correlation", "access", "metrics", "handlers")
     error: type[Exception] | None = None
 
-    if variant in ("foundation", "foundation_all"):
+    if variant in ("foundation", "foundation_all", "foundation_all_before"):
         import foundation
 
         foundation.setup(
@@ -106,9 +110,15 @@ def build(variant: str, log_dir: str = LOG_DIR) -> FastAPI:
             service="bench",
             log_dir=log_dir,
             log_stdout=False,
-            metrics=variant == "foundation_all",
+            metrics=variant != "foundation",
             env={},
         )
+        if variant == "foundation_all_before":
+            from starlette.middleware import Middleware
+
+            from tests.bench.before_trace import CorrelationBeforeTrace
+
+            app.user_middleware[0] = Middleware(CorrelationBeforeTrace)
         error = _foundation_error()
     elif variant == "assembled":
         _assembled(app, log_dir)

@@ -46,6 +46,22 @@ REQUESTS: list[tuple[str, str, str, dict[str, Any] | None]] = [
 ]
 
 
+# Trace context of two requests (contract 7): one arrives from a traced gateway with both
+# headers (both IDs kept, so its trace-id differs from its correlation ID); one brings only a
+# traceparent (its trace-id becomes the correlation ID). The others start their own trace,
+# whose trace-id is the correlation ID. Span-ids are pinned (SPAN_IDS) like the clock.
+GATEWAY_TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+TRACEPARENTS: dict[str, str] = {
+    "773fa6885c2e4d7f9a6b1c0d2e3f4a5b": f"00-{GATEWAY_TRACE_ID}-00f067aa0ba902b7-01",
+    "e5f60718293a4b5c6d7e8f90a1b2c3d4": "00-e5f60718293a4b5c6d7e8f90a1b2c3d4-53995c3f42cd8ad8-01",
+}
+NO_REQUEST_ID = frozenset({"e5f60718293a4b5c6d7e8f90a1b2c3d4"})
+
+
+def _span_ids() -> Iterator[str]:
+    return (f"{0x5A00000000000000 + n:016x}" for n in itertools.count(1))
+
+
 class OutOfStock(ApiException):
     """Golden-file copy of the shop's out-of-stock error."""
 
@@ -135,11 +151,16 @@ def generate(log_dir: Path) -> bytes:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://golden") as client:
             for cid, method, path, body in REQUESTS:
-                await client.request(method, path, json=body, headers={"X-Request-ID": cid})
+                headers = {} if cid in NO_REQUEST_ID else {"X-Request-ID": cid}
+                if cid in TRACEPARENTS:
+                    headers["traceparent"] = TRACEPARENTS[cid]
+                await client.request(method, path, json=body, headers=headers)
 
     logger.info("service started", version="1.4.2")
+    span_ids = _span_ids()
     with (
         mock.patch("foundation.access.time.perf_counter", side_effect=lambda: next(ticks)),
+        mock.patch("foundation.tracecontext.new_span_id", lambda: next(span_ids)),
         # foundation's own access lines bypass Loguru (and its patcher): same clock for them.
         mock.patch.object(
             foundation_logging.JsonRenderer, "now", lambda self: self.timestamp(next(clock))

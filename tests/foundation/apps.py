@@ -12,23 +12,28 @@ visible, what an error response looks like, what reaches the log.
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Annotated, Any
 
 import httpx
-from fastapi import BackgroundTasks, Depends, FastAPI
+from fastapi import BackgroundTasks, Depends, FastAPI, Header
 from fastapi.responses import StreamingResponse
 from loguru import logger
 from pydantic import BaseModel, Field, field_validator
 
 import foundation
 from foundation import ApiException, AppException, RecordNotFound, get_correlation_id
+from foundation.tracecontext import current_trace_context
 
 # What the background task and the executors saw, keyed by the probe name.
 SEEN: dict[str, str | None] = {}
 CLEANUPS: list[str] = []
+
+# A chain of servers started from this one factory tells them apart by this variable.
+SERVICE = os.environ.get("TESTAPP_SERVICE", "testapp")
 
 SECRET_DSN = "dsn=postgres://u:pw@db.internal:5432/shop"
 VALIDATOR_LEAK = "cannot reach db.internal.example:5432 with postgres://admin:hunter2@db"
@@ -201,24 +206,63 @@ def _add_routes(app: FastAPI) -> None:
             response = client.get(url)
         return {"received": response.json()["x-request-id"]}
 
+    # -- trace context (the W3C test harness's shape: call back through the hooks) ------------
+
+    @app.get("/callback")
+    async def callback(url: str, count: int = 1) -> dict[str, Any]:
+        """Call ``url`` ``count`` times; answer what each call carried and our own context."""
+        async with httpx.AsyncClient(
+            event_hooks={"request": [foundation.astamp_correlation_id]}, timeout=5.0
+        ) as client:
+            calls = [(await client.get(url)).json() for _ in range(count)]
+        logger.info("called back", count=count)
+        return {"calls": calls, **_trace_fields()}
+
+    @app.get("/chain")
+    def chain(
+        hops: str = "", request_traceparent: str | None = Header(None, alias="traceparent")
+    ) -> dict[str, Any]:
+        """Call the first of ``hops`` (comma-separated base URLs) with the rest, synchronously."""
+        logger.info("chain step", hops=hops)
+        answer: dict[str, Any] = {"received": request_traceparent, **_trace_fields()}
+        if hops:
+            first, _, rest = hops.partition(",")
+            with httpx.Client(
+                event_hooks={"request": [foundation.stamp_correlation_id]}, timeout=10.0
+            ) as client:
+                response = client.get(f"{first}/chain", params={"hops": rest})
+                answer["sent"] = response.request.headers.get("traceparent")
+                answer["next"] = response.json()
+        return answer
+
+
+def _trace_fields() -> dict[str, Any]:
+    context = current_trace_context()
+    return {
+        "correlation_id": get_correlation_id(),
+        "trace_id": context.trace_id if context else None,
+        "span_id": context.span_id if context else None,
+        "parent_id": context.parent_id if context else None,
+        "service": SERVICE,
+    }
+
 
 def build_app(**options: Any) -> FastAPI:
     """The test app with ``foundation.setup(app, service="testapp", **options)``."""
     app = FastAPI()
     _add_routes(app)
-    foundation.setup(app, service="testapp", **options)
+    foundation.setup(app, service=SERVICE, **options)
     return app
 
 
 def create_app() -> FastAPI:
-    """uvicorn factory: every option comes from ``FOUNDATION_*`` variables."""
+    """uvicorn factory: every option comes from ``FOUNDATION_*`` variables (and the service
+    name from ``TESTAPP_SERVICE``)."""
     return build_app()
 
 
 def burst(log_dir: str, count: int, per_process: bool | None = None) -> None:
     """Worker-process body: configure logging like production and write ``count`` records."""
-    import os
-
     foundation.configure_logging(
         service="burst",
         log_dir=log_dir,

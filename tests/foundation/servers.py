@@ -81,8 +81,10 @@ def run_uvicorn(
     http: str = "httptools",
     workers: int | None = None,
     env: Mapping[str, str] | None = None,
+    factory: str = APP_FACTORY,
 ) -> Iterator[Server]:
-    """``uvicorn --factory tests.foundation.apps:create_app`` on a free loopback port."""
+    """``uvicorn --factory tests.foundation.apps:create_app`` (or ``factory``) on a free
+    loopback port."""
     port = free_port()
     log_dir = workdir / f"logs-{port}"
     stderr_path = workdir / f"uvicorn-{port}.stderr"
@@ -91,7 +93,7 @@ def run_uvicorn(
         "-m",
         "uvicorn",
         "--factory",
-        APP_FACTORY,
+        factory,
         "--host",
         "127.0.0.1",
         "--port",

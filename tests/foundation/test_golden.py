@@ -20,7 +20,18 @@ def test_logger_output_matches_the_golden_file(tmp_path: Path) -> None:
 
 def test_golden_file_follows_schema_v1() -> None:
     """Compact separators, keys in contract order, every request's ID present, one line a record."""
-    order = ["ts", "level", "correlation_id", "message", "service", "logger", "function", "line"]
+    order = [
+        "ts",
+        "level",
+        "correlation_id",
+        "trace_id",
+        "span_id",
+        "message",
+        "service",
+        "logger",
+        "function",
+        "line",
+    ]
     ids = set()
     for raw in GOLDEN.read_bytes().splitlines():
         assert b'": ' not in raw and b'", "' not in raw  # compact separators

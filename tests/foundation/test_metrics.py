@@ -15,6 +15,7 @@ from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as openmetrics_families,
 )
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Exemplar
 
 import foundation
 from foundation.metrics import (
@@ -23,6 +24,7 @@ from foundation.metrics import (
     Receive,
     Scope,
     Send,
+    _exemplar_labels,
     create_metrics,
     install_metrics,
 )
@@ -210,7 +212,8 @@ async def test_openmetrics_when_asked_with_exemplar_of_the_request() -> None:
         for sample in family.samples
         if sample.exemplar is not None
     ]
-    assert [e.labels for e in exemplars] == [{"correlation_id": request_id}]
+    # foundation started the trace: its trace-id is the correlation ID (contract 7).
+    assert [e.labels for e in exemplars] == [{"correlation_id": request_id, "trace_id": request_id}]
 
 
 async def test_gzip_head_and_name_filter() -> None:
@@ -254,6 +257,27 @@ async def test_overlong_correlation_id_is_left_out_of_exemplars() -> None:
         )
         == 1
     )
+
+
+@pytest.mark.parametrize(
+    ("cid", "ids", "expected"),
+    [
+        ("c" * 32, ("t" * 32, "s" * 16), {"correlation_id": "c" * 32, "trace_id": "t" * 32}),
+        (None, ("t" * 32, "s" * 16), {"trace_id": "t" * 32}),
+        ("c" * 32, None, {"correlation_id": "c" * 32}),
+        # 14 + 74 + 8 + 32 = 128 fits exactly; one more character and the trace-id is left off
+        ("c" * 74, ("t" * 32, "s" * 16), {"correlation_id": "c" * 74, "trace_id": "t" * 32}),
+        ("c" * 75, ("t" * 32, "s" * 16), {"correlation_id": "c" * 75}),
+        ("c" * 115, ("t" * 32, "s" * 16), {"trace_id": "t" * 32}),
+    ],
+)
+def test_exemplar_labels_stay_within_openmetrics_128_characters(
+    cid: str | None, ids: tuple[str, str] | None, expected: dict[str, str]
+) -> None:
+    labels = _exemplar_labels(cid, ids)
+    assert labels == expected
+    Exemplar(labels, 0.1, 0.0)  # prometheus_client raises past 128 characters
+    assert sum(len(k) + len(v) for k, v in labels.items()) <= 128
 
 
 async def test_websocket_and_lifespan_pass_through() -> None:

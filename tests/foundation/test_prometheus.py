@@ -93,6 +93,11 @@ def build_app(database: Database) -> FastAPI:
     return app
 
 
+# The slow request arrives from a traced gateway: its exemplar carries both IDs.
+SLOW_TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+SLOW_TRACEPARENT = f"00-{SLOW_TRACE_ID}-00f067aa0ba902b7-01"
+
+
 @dataclass(frozen=True)
 class Scenario:
     prom: PrometheusServer
@@ -118,7 +123,9 @@ def _traffic(client: httpx.Client, slow_id: str) -> None:
         assert client.post(f"/api/orders/{i}").status_code == 200
     for _ in range(ROLLBACKS):
         assert client.post("/api/orders/0").status_code == 404
-    response = client.get("/api/slow", headers={"X-Request-ID": slow_id})
+    response = client.get(
+        "/api/slow", headers={"X-Request-ID": slow_id, "traceparent": SLOW_TRACEPARENT}
+    )
     assert response.status_code == 200
     assert response.headers["x-request-id"] == slow_id
 
@@ -219,13 +226,14 @@ def test_latency_histogram_buckets(scenario: Scenario) -> None:
     assert total is not None and 0.3 <= total < 2.0
 
 
-def test_slow_request_exemplar_carries_its_correlation_id(scenario: Scenario) -> None:
+def test_slow_request_exemplar_carries_its_correlation_and_trace_ids(scenario: Scenario) -> None:
     found = scenario.prom.exemplars(
         'http_request_duration_seconds_bucket{job="app",route="/api/slow"}', scenario.started
     )
     exemplars = [e for series in found for e in series["exemplars"]]
     assert exemplars, found
     assert {e["labels"]["correlation_id"] for e in exemplars} == {scenario.slow_id}
+    assert {e["labels"]["trace_id"] for e in exemplars} == {SLOW_TRACE_ID}
     assert all(0.3 <= float(e["value"]) < 2.0 for e in exemplars)
     buckets = {series["seriesLabels"]["le"] for series in found}
     assert buckets == {"0.5"}
