@@ -1,8 +1,12 @@
 """One access line per request (``message`` = ``request finished``), replacing uvicorn's.
 
 Pure ASGI: the status is read from ``http.response.start`` in a ``send`` wrapper; the route
-template is read from the scope after the app returned. Query strings are never logged (they
-carry tokens more often than one would like).
+template is read from the scope after the app returned. A client that went away before the
+response was complete is recorded as status 499 (nginx's "client closed request"): seen when
+anything inside (Starlette reading the body, ``Database.session`` before its commit, a
+streaming response) received ``http.disconnect``. ASGI servers drop what is sent to a closed
+connection without an error, so a disconnect that nothing inside asked about goes unseen.
+Query strings are never logged (they carry tokens more often than one would like).
 """
 
 from __future__ import annotations
@@ -31,6 +35,14 @@ class AccessLogMiddleware:
         root_path = scope.get("root_path", "")
         status = 0
         complete = False
+        disconnected = False
+
+        async def receive_wrapper() -> Message:
+            nonlocal disconnected
+            message = await receive()
+            if message["type"] == "http.disconnect" and not complete:
+                disconnected = True
+            return message
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status, complete
@@ -41,14 +53,17 @@ class AccessLogMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_wrapper)
+            await self.app(scope, receive_wrapper, send_wrapper)
         finally:
             method: str = scope["method"]
             path: str = scope["path"]
             route = route_template(scope, root_path)
-            # No response at all, or one cut short after its status line (an error while
-            # streaming): the client did not get what the status said, so it counts as 500.
-            if not complete:
+            if disconnected:
+                # The client went away before the response was complete (as nginx logs it).
+                status = 499
+            elif not complete:
+                # No response at all, or one cut short after its status line (an error while
+                # streaming): the client did not get what the status said, so it counts as 500.
                 status = 500
             duration_ms = round((time.perf_counter() - start) * 1000.0, 3)
             config = current_logging()

@@ -27,7 +27,7 @@ import orjson
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -41,6 +41,9 @@ from foundation.exceptions import (
 from foundation.logging import log_record
 from foundation.openapi import document_errors
 from foundation.sentry import report
+
+#: nginx's status for "client closed request", used in the access line and the metrics.
+CLIENT_CLOSED_REQUEST = 499
 
 INTERNAL_ERROR_MESSAGE = AppException.external_message
 _MAX_VALIDATION_ERRORS = 20
@@ -203,6 +206,10 @@ async def validation_exception_handler(request: Request, exc: Exception) -> Resp
 async def http_exception_handler(request: Request, exc: Exception) -> Response:
     """Starlette/FastAPI ``HTTPException`` (router 404/405 included) in the same envelope."""
     assert isinstance(exc, StarletteHTTPException)
+    if isinstance(exc.__cause__, ClientDisconnect):
+        # FastAPI turns a body cut short by the client into a 400; nobody is there to read it,
+        # and the access line records 499.
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
     status = exc.status_code
     kind: type[AppException] | None = {404: RouteNotFound, 405: MethodNotAllowed}.get(status)
     if kind is not None and exc.detail == HTTPStatus(status).phrase:
@@ -306,6 +313,11 @@ class CatchAllMiddleware:
 
         try:
             await self.app(scope, receive, send_wrapper)
+        except ClientDisconnect:
+            # The client went away (Starlette raises this reading a body after the disconnect,
+            # and Database.session before committing): nothing to answer, nothing to log here;
+            # the access line records 499.
+            return
         except Exception as exc:
             _log_unhandled(exc)
             app = scope.get("app")

@@ -31,6 +31,7 @@ from tests.support import missing_backend
 OBS = Path(__file__).resolve().parents[2] / "examples" / "observability"
 DASHBOARD = OBS / "grafana" / "dashboards" / "foundation-shop.json"
 ALLOY = OBS / "config.alloy"
+GOLDEN = Path(__file__).resolve().parents[1] / "data" / "golden.jsonl"
 
 pytestmark = pytest.mark.proc
 
@@ -118,22 +119,42 @@ def test_dashboard_has_the_panels_the_issue_asks_for() -> None:
     sources = yaml.safe_load(
         (OBS / "grafana/provisioning/datasources/datasources.yaml").read_text(encoding="utf-8")
     )["datasources"]
+    by_uid = {source["uid"]: source for source in sources}
     links = [
-        *sources[0]["jsonData"]["exemplarTraceIdDestinations"],
-        *sources[1]["jsonData"]["derivedFields"],
+        *by_uid["prometheus"]["jsonData"]["exemplarTraceIdDestinations"],
+        *by_uid["loki"]["jsonData"]["derivedFields"],
+    ]
+    assert sorted(link["name"] for link in links) == [
+        "correlation_id",
+        "correlation_id",
+        "trace_id",
+        "trace_id",
     ]
     for link in links:
-        assert link["name"] == "correlation_id"
-        # $$ because Grafana expands ${...} from its environment in provisioning files.
-        assert link["url"].startswith(f"/d/{dashboard['uid']}/")
-        assert "var-correlation_id=$${__value.raw}" in link["url"]
-    assert re.search(sources[1]["jsonData"]["derivedFields"][0]["matcherRegex"], _a_line())
+        if link["name"] == "correlation_id":
+            # $$ because Grafana expands ${...} from its environment in provisioning files.
+            assert link["url"].startswith(f"/d/{dashboard['uid']}/")
+            assert "var-correlation_id=$${__value.raw}" in link["url"]
+        else:
+            # The exemplar label and the log field foundation writes open the trace in Tempo.
+            assert by_uid[link["datasourceUid"]]["type"] == "tempo"
+    line = _a_line()
+    for field in by_uid["loki"]["jsonData"]["derivedFields"]:
+        match = re.search(field["matcherRegex"], line)
+        assert match is not None and match.group(1) == json.loads(line)[field["name"]]
+    # And from a span back to its lines, through the trace_id every line carries.
+    traces_to_logs = by_uid["tempo"]["jsonData"]["tracesToLogsV2"]
+    assert traces_to_logs["datasourceUid"] == "loki"
+    assert '|= "$${__trace.traceId}"' in traces_to_logs["query"]
 
 
 def _a_line() -> str:
-    return '{"ts":"2026-11-26T02:11:52.123456Z","level":"ERROR","correlation_id":"' + (
-        "773fa6885c2e4d7f9a6b1c0d2e3f4a5b" + '","message":"x"}'
-    )
+    """A request line of the golden file (written by foundation's real logger)."""
+    for line in GOLDEN.read_text(encoding="utf-8").splitlines():
+        record = json.loads(line)
+        if record.get("trace_id") and record["trace_id"] != record["correlation_id"]:
+            return line
+    raise AssertionError("the golden file has no line whose trace_id differs")
 
 
 def test_every_promql_expression_parses(tmp_path: Path) -> None:
@@ -324,3 +345,21 @@ def test_alloy_ships_live_files_and_skips_rotated_ones(tmp_path: Path) -> None:
     assert fnmatch.fnmatch(rotated[0] + ".gz", exclude[1])
     # Files rotated by Loguru itself (foundation before it rotated its own files) too.
     assert fnmatch.fnmatch("rot.2025-03-01_14-05-09_123456.jsonl.gz", exclude[1])
+
+
+def test_compose_runs_tempo_with_its_config_and_grafana_knows_it() -> None:
+    compose = yaml.safe_load((OBS / "compose.yaml").read_text(encoding="utf-8"))
+    tempo = compose["services"]["tempo"]
+    mounted = {volume.split(":")[0] for volume in tempo["volumes"]}
+    assert "./tempo.yaml" in mounted
+    config = yaml.safe_load((OBS / "tempo.yaml").read_text(encoding="utf-8"))
+    assert set(config["distributor"]["receivers"]["otlp"]["protocols"]) == {"grpc", "http"}
+    published = {port.rsplit(":", 1)[-1] for port in tempo["ports"]}
+    assert {"3200", "4317", "4318"} <= published
+    assert all(port.startswith("127.0.0.1:") for port in tempo["ports"])
+    assert "tempo" in compose["services"]["grafana"]["depends_on"]
+    sources = yaml.safe_load(
+        (OBS / "grafana/provisioning/datasources/datasources.yaml").read_text(encoding="utf-8")
+    )["datasources"]
+    (source,) = [s for s in sources if s["type"] == "tempo"]
+    assert source["url"] == f"http://tempo:{config['server']['http_listen_port']}"
