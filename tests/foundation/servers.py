@@ -124,7 +124,7 @@ def run_uvicorn(
         )
     try:
         started = wait_until(
-            lambda: process.poll() is not None or port_open("127.0.0.1", port, 0.2), 20.0, 0.1
+            lambda: process.poll() is not None or port_open("127.0.0.1", port, 0.2), 60.0, 0.1
         )
         if not started or process.poll() is not None:
             raise RuntimeError(
