@@ -151,34 +151,27 @@ def _ago(seconds: float) -> str:
 
 
 def alerts_table(alerts: Sequence[Alert], *, now: float) -> Table:
-    """One row per alert: state, severity, name, since when, where (its other labels), and
-    its summary with the runbook command to run next under it."""
-    table = Table(box=None, pad_edge=False, header_style="bold")
+    """One block per alert: its state and severity, then its name, since when (UTC) and where
+    (its other labels); under them its summary, and the runbook command to run next."""
+    # A blank line under each alert (bottom padding) keeps the blocks apart.
+    table = Table(box=None, pad_edge=False, show_header=False, padding=(0, 2, 1, 0))
     table.add_column("state", no_wrap=True)
     table.add_column("severity", no_wrap=True)
-    table.add_column("alert", no_wrap=True)
-    table.add_column("since (UTC)", no_wrap=True)
-    table.add_column("labels", overflow="fold")
-    table.add_column("summary → run next", overflow="fold")
+    table.add_column("alert", overflow="fold")
     for alert in alerts:
+        body = Text(sanitize(alert.name, 200) or "(no name)", style="bold")
         if alert.active_at is not None:
             stamp = datetime.fromtimestamp(alert.active_at, tz=UTC)
-            since = Text(f"{stamp:%m-%d %H:%M:%S}\n{_ago(now - alert.active_at)}")
-        else:
-            since = Text("—")
-        where = "\n".join(
-            f"{sanitize(k, 100)}={sanitize(v, 300)}" for k, v in sorted(alert.other_labels.items())
-        )
-        what = Text(sanitize(alert.summary, 500) or "(no summary)")
+            body.append(f"  since {stamp:%m-%d %H:%M:%S} UTC ({_ago(now - alert.active_at)})")
+        for key, value in sorted(alert.other_labels.items()):
+            body.append(f"  {sanitize(key, 100)}={sanitize(value, 300)}", style="dim")
+        body.append("\n" + (sanitize(alert.summary, 500) or "(no summary)"))
         if alert.runbook:
-            what.append("\n→ ")
-            what.append(sanitize(alert.runbook, 500), style="bold cyan")
+            body.append("\n→ ")
+            body.append(sanitize(alert.runbook, 500), style="bold cyan")
         table.add_row(
             Text(alert.state, style=_STATE_STYLE.get(alert.state, "")),
             Text(sanitize(alert.severity, 40), style=_SEVERITY_STYLE.get(alert.severity, "")),
-            Text(sanitize(alert.name, 200), style="bold"),
-            since,
-            Text(where),
-            what,
+            body,
         )
     return table

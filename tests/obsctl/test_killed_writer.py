@@ -32,9 +32,9 @@ COUNT = 400  # at most 240 MB: the kill comes long before
 
 def _kill_while_writing(log_dir: Path, cid: str, threshold: int) -> Path:
     path = log_dir / "killed.jsonl"
+    args = [str(log_dir), cid, str(COUNT), str(PADDING)]
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.obsctl.killed_writer", str(log_dir), cid, str(COUNT)]
-        + [str(PADDING)],
+        [sys.executable, "-m", "tests.obsctl.killed_writer", *args],
         cwd=ROOT,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
@@ -44,7 +44,8 @@ def _kill_while_writing(log_dir: Path, cid: str, threshold: int) -> Path:
         deadline = time.monotonic() + 90
         while not (path.exists() and path.stat().st_size >= threshold):
             if process.poll() is not None:
-                pytest.fail(f"the writer ended on its own: {process.stderr.read()!r}")  # type: ignore[union-attr]
+                assert process.stderr is not None
+                pytest.fail(f"the writer ended on its own: {process.stderr.read()!r}")
             if time.monotonic() > deadline:
                 pytest.fail("the writer did not reach the kill point in 90 s")
             time.sleep(0.001)
