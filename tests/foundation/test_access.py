@@ -14,8 +14,9 @@ from foundation.logging import REDACTED
 from tests.foundation.conftest import client_for
 
 CID = "0123456789abcdef0123456789abcdef"
-# Keys that differ between two requests or that only the Loguru path knows (its caller's frame).
-_VARYING = {"ts", "duration_ms", "function", "line"}
+# Keys that differ between two requests (each is a span of its own) or that only the Loguru path
+# knows (its caller's frame).
+_VARYING = {"ts", "span_id", "duration_ms", "function", "line"}
 
 
 def _access_lines(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -45,6 +46,8 @@ async def test_access_line_is_the_same_straight_and_through_loguru(
         "ts": straight["ts"],
         "level": "INFO",
         "correlation_id": CID,
+        "trace_id": CID,  # the trace foundation starts takes the correlation ID as its trace-id
+        "span_id": straight["span_id"],
         "message": "request finished",
         "service": "testapp",
         "logger": "foundation.access",
