@@ -34,6 +34,7 @@ from foundation.tracecontext import TRACEPARENT, TRACESTATE, TraceContext
 
 DEFAULT_HEADER = "X-Request-ID"
 MAX_ID_LENGTH = 36
+_ZERO_ID = "0" * 32
 
 _VALID_ID = re.compile(
     r"[0-9a-fA-F]{32}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
@@ -90,6 +91,10 @@ class StrictCorrelationIdMiddleware(CorrelationIdMiddleware):
       trace-id as its correlation ID; both present: both kept. With an OpenTelemetry SDK span
       active (``foundation.otel``), the request joins that span's trace instead, and the span
       gets the correlation ID as an attribute.
+    - Per request, only what the strict rules need: a missing ID header is appended to a copy
+      of the header list (no ``MutableHeaders`` copy and scan), and the trace a request starts
+      takes its 32-hex ID without ``start_trace``'s pattern check (it is valid by construction
+      unless all zeros).
     """
 
     def __init__(self, app: ASGIApp, *, header_name: str = DEFAULT_HEADER) -> None:
@@ -101,6 +106,7 @@ class StrictCorrelationIdMiddleware(CorrelationIdMiddleware):
             transformer=canonical_correlation_id,
         )
         self._key = header_name.lower().encode("latin-1")
+        self._answer_name = header_name.encode("latin-1")
         otel.detect_provider()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -150,22 +156,31 @@ class StrictCorrelationIdMiddleware(CorrelationIdMiddleware):
         if cid is None:
             cid = trace.trace_id if trace is not None else new_correlation_id()
         if trace is None:
-            trace = tracecontext.start_trace(cid)
+            # cid is 32 lower-case hex here (canonical or fresh): a valid trace-id unless all
+            # zeros, so start_trace's pattern check is left to that case.
+            if cid == _ZERO_ID:
+                trace = tracecontext.start_trace(cid)
+            else:
+                trace = TraceContext(cid, tracecontext.new_span_id(), tracecontext.DEFAULT_FLAGS)
         if span is not None:
             otel.mark_request(span, cid)
         if rejected:
             _logger.warning(FAILED_VALIDATION_MESSAGE, cid)
 
+        value = cid.encode("latin-1")
         if cid != header_value and self.update_request_header:
-            MutableHeaders(scope=scope)[self.header_name] = cid
+            if raw_id is None:
+                # No such header: append it to a copy of the list (what MutableHeaders does
+                # after copying the list and scanning it for the name).
+                scope["headers"] = [*scope["headers"], (key, value)]
+            else:
+                MutableHeaders(scope=scope)[self.header_name] = cid
         self.sentry_extension(cid)
-        answer = (self.header_name.encode("latin-1"), cid.encode("latin-1"))
+        answer = (self._answer_name, value)
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = list(message.get("headers", ()))
-                headers.append(answer)
-                message["headers"] = headers
+                message["headers"] = [*message.get("headers", ()), answer]
             await send(message)
 
         cid_token = correlation_id.set(cid)

@@ -474,3 +474,42 @@ async def test_client_ids_of_any_version_are_kept(
         response = await http.get("/ok", headers={"X-Request-ID": sent})
     assert response.headers["X-Request-ID"] == canonical_correlation_id(sent)
     assert response.json()["correlation_id"] == canonical_correlation_id(sent)
+
+
+@pytest.mark.parametrize(
+    ("sent", "kept"),
+    [
+        pytest.param(None, False, id="absent"),
+        pytest.param(b"", False, id="empty"),
+        pytest.param(b"not-an-id", False, id="invalid"),
+        pytest.param(b"0123456789ABCDEF0123456789ABCDEF", True, id="upper-case"),
+        pytest.param(b"0123456789abcdef0123456789abcdef", True, id="canonical"),
+    ],
+)
+async def test_the_app_reads_the_request_id_from_its_own_request_headers(
+    sent: bytes | None, kept: bool
+) -> None:
+    """Upstream's update_request_header: one X-Request-ID in the app's scope, the one answered."""
+    from foundation.correlation import StrictCorrelationIdMiddleware
+
+    seen: list[list[tuple[bytes, bytes]]] = []
+
+    async def inner(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(list(scope["headers"]))
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    transport = httpx.ASGITransport(app=StrictCorrelationIdMiddleware(inner))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        request = client.build_request("GET", "/")
+        request.headers.pop("x-request-id", None)
+        if sent is not None:
+            request.headers["x-request-id"] = sent.decode()
+        answered = (await client.send(request)).headers["x-request-id"]
+    ids = [value.decode() for name, value in seen[0] if name == b"x-request-id"]
+    assert ids == [answered]
+    assert re.fullmatch(r"[0-9a-f]{32}", answered)
+    if kept:
+        assert answered == sent.decode().lower()  # type: ignore[union-attr]
+    elif sent:
+        assert answered != sent.decode()
