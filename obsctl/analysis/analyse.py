@@ -84,6 +84,9 @@ BASE_KEYS = frozenset(
         "line",
         "exception",
         "service",
+        # W3C trace context (contract 7): shown as the line's service and span, not as extras
+        "trace_id",
+        "span_id",
     }
 )
 
@@ -144,16 +147,21 @@ def normalise_id(text: str) -> str:
 
 
 def resolve_id(records: Iterable[Record], query: str) -> list[str]:
-    """The distinct correlation IDs among ``records`` equal to or starting with ``query``.
+    """The distinct correlation IDs and trace-ids among ``records`` equal to or starting with
+    ``query`` (in the common cases they are the same ID: contract 7).
 
     An exact match wins over longer IDs sharing the prefix. The caller decides what an empty
     (nothing matched) or longer (ambiguous) list means.
     """
     found: set[str] = set()
     for record in records:
-        cid = record.data.get("correlation_id")
+        data = record.data
+        cid = data.get("correlation_id")
         if cid.__class__ is str and cid and cid.startswith(query):
             found.add(cid)
+        tid = data.get("trace_id")
+        if tid.__class__ is str and tid and tid != cid and tid.startswith(query):
+            found.add(tid)
     if query in found:
         return [query]
     return sorted(found)
@@ -183,10 +191,22 @@ class DownstreamCall:
     status: int | None
     duration_ms: float | None
     internal_code: int | None = None
+    #: The callee's own span (from its access line), when its lines carry trace context.
+    span_id: str | None = None
+    #: Its place in the call tree: 1 for a call of the outermost request, 2 for a call that
+    #: one of those made, and so on (nesting of the requests' time spans).
+    depth: int = 1
 
     @property
     def endpoint(self) -> str | None:
         return _endpoint(self.method, self.path or self.route)
+
+    def tree_line(self) -> str:
+        """``describe()`` placed in the call tree: a call made by another call is drawn under
+        it (``└─``, indented by depth), and the callee's span is named when known."""
+        prefix = "" if self.depth <= 1 else "   " * (self.depth - 2) + "└─ "
+        span = f" [span {self.span_id}]" if self.span_id else ""
+        return f"{prefix}{self.describe()}{span}"
 
     def describe(self) -> str:
         """``payments: POST /charges answered 402 Payment Required after 0.8 ms (code 30201)``."""
@@ -286,6 +306,11 @@ class TraceSummary:
     exception_type: str | None = None
     exception_value: str | None = None
     calls: tuple[DownstreamCall, ...] = ()
+    #: The W3C trace-id of the request (contract 7) and its own span, when its lines have them.
+    trace_id: str | None = None
+    span_id: str | None = None
+    #: The correlation IDs of the lines, when they differ from the ID asked for (a trace-id).
+    request_ids: tuple[str, ...] = ()
     jobs: tuple[JobOutcome, ...] = ()
 
     @property
@@ -453,7 +478,11 @@ class _Span:
         return (self.start is None, start, -(self.duration_ms or 0.0))
 
     def holds(self, record: Record) -> bool:
-        """Whether ``record`` was logged by this request: same service, inside its span."""
+        """Whether ``record`` was logged by this request: the same span-id when both lines have
+        one, else the same service and inside its time span."""
+        span_id = self.record.data.get("span_id")
+        if span_id and record.data.get("span_id"):
+            return bool(record.data.get("span_id") == span_id)
         if self.start is None or self.end is None:
             return record is self.record
         if record.data.get("service") != self.record.data.get("service"):
@@ -461,7 +490,14 @@ class _Span:
         epoch = record.epoch
         return epoch is not None and self.start <= epoch <= self.end
 
-    def call(self, errors: Sequence[Record]) -> DownstreamCall:
+    def contains(self, other: _Span) -> bool:
+        """Whether ``other`` ran within this request's time (to the log's microsecond)."""
+        if self.start is None or self.end is None or other.start is None or other.end is None:
+            return False
+        slack = 1e-6
+        return self.start - slack <= other.start and other.end <= self.end + slack
+
+    def call(self, errors: Sequence[Record], depth: int = 1) -> DownstreamCall:
         mine = _worst([r for r in errors if self.holds(r)])
         data = self.record.data
         return DownstreamCall(
@@ -472,7 +508,28 @@ class _Span:
             status=self.record.status,
             duration_ms=self.duration_ms,
             internal_code=mine.internal_code if mine is not None else None,
+            span_id=_str_or_none(data.get("span_id")),
+            depth=depth,
         )
+
+
+def _depths(requests: Sequence[_Span]) -> list[int]:
+    """Each request's depth in the call tree, the requests in start order: a request's caller
+    is the latest-started earlier one whose time span holds it (0 for the outermost).
+
+    The IDs on the wire cannot say it: the caller's hook sends a new span-id per call, which no
+    line records. Time nesting can, as long as the services' clocks agree to within the calls'
+    own durations."""
+    depths: list[int] = []
+    open_spans: list[tuple[_Span, int]] = []
+    for index, span in enumerate(requests):
+        while open_spans and not open_spans[-1][0].contains(span):
+            open_spans.pop()
+        # A request that no other one holds is told as a call of the outermost.
+        depth = (open_spans[-1][1] + 1 if open_spans else 1) if index else 0
+        depths.append(depth)
+        open_spans.append((span, depth))
+    return depths
 
 
 def _worst(records: Sequence[Record]) -> Record | None:
@@ -495,9 +552,14 @@ def build_trace(records: Iterable[Record], correlation_id: str) -> Trace:
     One pass over the records picks the access lines, the error lines, the worst level and the
     sources; everything else is read from those few records.
     """
-    mine = order_records(r for r in records if r.data.get("correlation_id") == correlation_id)
+    mine = order_records(
+        r
+        for r in records
+        if r.data.get("correlation_id") == correlation_id
+        or r.data.get("trace_id") == correlation_id
+    )
     if not mine:
-        raise ValueError(f"no record has correlation_id {correlation_id!r}")
+        raise ValueError(f"no record has correlation_id or trace_id {correlation_id!r}")
     access: list[Record] = []
     errors: list[Record] = []
     jobs: dict[tuple[str, object], list[Record]] = {}
@@ -528,6 +590,7 @@ def build_trace(records: Iterable[Record], correlation_id: str) -> Trace:
         elif failed or ("internal_code" in data and record.internal_code is not None):
             errors.append(record)
     requests = sorted((_Span.of(record) for record in access), key=_Span.order)
+    depths = _depths(requests)
     outer = requests[0] if requests else None
     inner = requests[1:]
     # What the inner requests logged describes them, not the request the client made.
@@ -562,7 +625,12 @@ def build_trace(records: Iterable[Record], correlation_id: str) -> Trace:
         internal_message=_str_or_none(internal_msg),
         exception_type=_str_or_none(exc.get("type")) if exc else None,
         exception_value=_str_or_none(exc.get("value")) if exc else None,
-        calls=tuple(span.call(errors) for span in inner),
+        calls=tuple(
+            span.call(errors, depth) for span, depth in zip(inner, depths[1:], strict=True)
+        ),
+        trace_id=_str_or_none(_own(head, mine, "trace_id")),
+        span_id=_str_or_none(_own(head, mine, "span_id")),
+        request_ids=_request_ids(mine, correlation_id),
         jobs=_jobs(
             jobs,
             outer.end if outer is not None else None,
@@ -611,6 +679,14 @@ def _jobs(
         )
         outcomes.append((start if start is not None else float("inf"), outcome))
     return tuple(outcome for _, outcome in sorted(outcomes, key=lambda pair: pair[0]))
+
+
+def _request_ids(records: Sequence[Record], wanted: str) -> tuple[str, ...]:
+    """The lines' correlation IDs, when the ID asked for is not (only) one of them."""
+    ids = dict.fromkeys(r.correlation_id for r in records if r.correlation_id)
+    if list(ids) == [wanted] or not ids:
+        return ()
+    return tuple(i for i in ids if i is not None)[:20]
 
 
 def _str_or_none(value: object) -> str | None:
@@ -971,10 +1047,8 @@ class RecordFilter:
             return False
         if self.code is not None and record.internal_code != self.code:
             return False
-        if self.correlation_id is not None:
-            cid = record.correlation_id
-            if cid is None or not cid.startswith(self.correlation_id):
-                return False
+        if self.correlation_id is not None and not record.has_id(self.correlation_id):
+            return False
         if self.since is not None:
             epoch = record.epoch
             if epoch is None or epoch < self.since:

@@ -318,7 +318,7 @@ def search_span(
     *,
     fields: FieldMap = NO_MAP,
 ) -> list[Record]:
-    """Records of the files meeting ``span`` whose ``correlation_id`` starts with ``query``,
+    """Records of the files meeting ``span`` whose correlation or trace ID starts with ``query``,
     reading only what can hold ``span`` (see the module docstring)."""
     hits = _Hits()
     needle = query.encode()
@@ -344,7 +344,7 @@ def search_span(
                 )
         elif _collect(log, needle, damage, hits, fields=fields, stop_after=span.end + TOLERANCE_S):
             _note_disorder(notes, log.path)
-    return [r for r in hits.records if (r.correlation_id or "").startswith(query)]
+    return [r for r in hits.records if r.has_id(query)]
 
 
 def _note_disorder(notes: list[str], path: str) -> None:

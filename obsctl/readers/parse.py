@@ -119,6 +119,21 @@ class Record:
         return value if isinstance(value, str) and value else None
 
     @property
+    def trace_id(self) -> str | None:
+        value = self.data.get("trace_id")
+        return value if isinstance(value, str) and value else None
+
+    def has_id(self, prefix: str) -> bool:
+        """Whether the record's correlation ID or its W3C trace-id starts with ``prefix``
+        (``obsctl trace`` accepts either: contract 7)."""
+        data = self.data
+        cid = data.get("correlation_id")
+        if cid.__class__ is str and cid.startswith(prefix):
+            return True
+        tid = data.get("trace_id")
+        return tid.__class__ is str and tid != cid and tid.startswith(prefix)
+
+    @property
     def message(self) -> str:
         value = self.data.get("message")
         return value if isinstance(value, str) else ("" if value is None else str(value))

@@ -246,8 +246,13 @@ def _summary_panel(trace: Trace, now: float | None = None) -> Panel:
     if s.status is not None:
         took = f" in {_ms(s.duration_ms)[1:]}" if s.duration_ms is not None else ""
         row("status", Text(f"{s.status}{took}", style=_status_style(s.status)))
+    if s.trace_id:
+        own = f"  span {escape(s.span_id, limit=40)}" if s.span_id else ""
+        row("trace", f"{escape(s.trace_id, limit=80)}{own}")
+    if s.request_ids:
+        row("request IDs", ", ".join(escape(cid, limit=80) for cid in s.request_ids))
     if s.calls:
-        row("calls", "\n".join(escape(call.describe(), limit=300) for call in s.calls[:20]))
+        row("calls", "\n".join(escape(call.tree_line(), limit=340) for call in s.calls[:20]))
     if s.jobs:
         row("jobs", "\n".join(escape(job.describe(), limit=300) for job in s.jobs[:20]))
     if s.internal_code is not None or s.http_code is not None:
@@ -291,6 +296,11 @@ def _timeline_table(trace: Trace) -> Table:
     table = Table(title="timeline", title_justify="left", expand=False, show_lines=False)
     table.add_column("offset", justify="right", no_wrap=True)
     table.add_column("level", no_wrap=True)
+    # Lines of several requests (services calling each other, or a trace-id asked for): which
+    # service and span wrote each line. One span: the summary's "trace" row names it.
+    spans = len({r.data.get("span_id") for r in trace.records if r.data.get("span_id")}) > 1
+    if spans:
+        table.add_column("service · span", overflow="fold")
     table.add_column("logger", overflow="fold")
     table.add_column("message", overflow="fold")
     count = len(trace.records)
@@ -302,16 +312,29 @@ def _timeline_table(trace: Trace) -> Table:
     for index in indices:
         if index is None:
             note = f"… {hidden} more lines (obsctl trace ID --json prints them all) …"
-            table.add_row(Text(""), Text(""), Text(""), Text(note, style="dim"))
+            blank = [Text("")] * (3 if spans else 2)
+            table.add_row(Text(""), *blank, Text(note, style="dim"))
             continue
         entry = trace.entry(index)
+        where = [_service_span(entry.record)] if spans else []
         table.add_row(
             Text(_ms(entry.offset_ms)),
             _level(entry.record.level),
+            *where,
             Text(escape(entry.record.logger, limit=80)),
             _message_cell(entry.record, entry.extras),
         )
     return table
+
+
+def _service_span(record: Record) -> Text:
+    data = record.data
+    service, span = data.get("service"), data.get("span_id")
+    cell = Text(escape(service, limit=80) if isinstance(service, str) else "-")
+    if isinstance(span, str) and span:
+        cell.append("\n")
+        cell.append(escape(span, limit=40), style="dim")
+    return cell
 
 
 def _message_cell(record: Record, extras: dict[str, Any], separator: str = "\n") -> Text:
@@ -508,7 +531,7 @@ def render_record(record: Record) -> Text:
         k: v
         for k, v in record.data.items()
         if k not in {"ts", "level", "correlation_id", "message", "logger", "exception"}
-        and k not in {"function", "line", "service"}
+        and k not in {"function", "line", "service", "trace_id", "span_id"}
     }
     line.append_text(_message_cell(record, extras, separator="  "))
     return line

@@ -111,7 +111,7 @@ def _extras(data: dict[str, Any], skip: frozenset[str]) -> str:
 #: Keys shown in their own cells (the service only when the request crossed several).
 _SHOWN = frozenset(
     {"ts", "level", "correlation_id", "message", "logger", "function", "line", "exception"}
-    | {"service"}
+    | {"service", "trace_id", "span_id"}
 )
 
 
@@ -195,7 +195,7 @@ def trace_page(trace: Trace, *, now: float) -> TracePage:
         took = f" in {_ms(s.duration_ms)[1:]}" if s.duration_ms is not None else ""
         facts.append(("status", f"{s.status}{took}"))
     if s.calls:
-        facts.append(("calls", "\n".join(escape(c.describe(), limit=300) for c in s.calls[:20])))
+        facts.append(("calls", "\n".join(escape(c.tree_line(), limit=340) for c in s.calls[:20])))
     if s.jobs:
         facts.append(("jobs", "\n".join(escape(j.describe(), limit=300) for j in s.jobs[:20])))
     if s.internal_code is not None or s.http_code is not None:
