@@ -1,9 +1,11 @@
 """``foundation.setup(app, service=...)``: everything wired in the right order.
 
 Each keyword option can also come from ``FOUNDATION_<OPTION>`` (an explicit argument wins).
-Middleware order, outermost first: correlation ID → access line → metrics → catch-all →
-FastAPI's exception middleware → routes. The correlation ID is therefore set before anything
-logs, and the access line and metrics see the final status, the catch-all's 500 included.
+Middleware order, outermost first: correlation ID and trace context → access line → metrics →
+catch-all → FastAPI's exception middleware → routes. The correlation ID and the request's span
+are therefore set before anything logs, and the access line and metrics see the final status,
+the catch-all's 500 included. An OpenTelemetry FastAPI instrumentation goes outside all of
+them when ``instrument_app`` is called after ``setup``.
 """
 
 from __future__ import annotations
