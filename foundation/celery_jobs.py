@@ -43,6 +43,7 @@ from foundation.jobs import CORRELATION_HEADER, JobRun, serve_job_metrics
 from foundation.logging import configure_logging, log_record
 from foundation.metrics import MULTIPROC_ENV, prepare_multiprocess_dir
 from foundation.setup import FoundationSettings, resolve_settings
+from foundation.tracecontext import TRACEPARENT, TRACESTATE, outgoing_trace_headers
 
 _LOGGER = __name__
 _STATES = {"SUCCESS": "success", "FAILURE": "failure", "RETRY": "retry"}
@@ -147,14 +148,17 @@ def _current(app: Any = None) -> CelerySetup | None:
 
 
 def _stamp(headers: dict[str, Any] | None = None, **_: Any) -> None:
-    """The current ID goes with the task; a valid one set explicitly by the caller is kept."""
+    """The current ID and trace go with the task; a valid ID set by the caller is kept, and so
+    is a ``traceparent`` already there (a retry keeps its first parent)."""
     if headers is None:
         return
     given = headers.get(CORRELATION_HEADER)
     if isinstance(given, str) and is_valid_correlation_id(given):
         headers[CORRELATION_HEADER] = canonical_correlation_id(given)
-        return
-    headers[CORRELATION_HEADER] = get_correlation_id() or new_correlation_id()
+    else:
+        headers[CORRELATION_HEADER] = get_correlation_id() or new_correlation_id()
+    if TRACEPARENT not in headers:
+        headers.update(outgoing_trace_headers())
 
 
 # -- worker main process ------------------------------------------------------------------------
@@ -260,15 +264,21 @@ def _process_init(**_: Any) -> None:
 
 
 def _headers_of(request: Any) -> dict[str, Any]:
-    # On a worker the header is an attribute of the request; in eager mode only in .headers.
-    value = request.get(CORRELATION_HEADER) if hasattr(request, "get") else None
-    if value is None:
-        value = (getattr(request, "headers", None) or {}).get(CORRELATION_HEADER)
-    if value is None:
+    # On a worker a header is an attribute of the request; in eager mode only in .headers.
+    extra = getattr(request, "headers", None) or {}
+    found: dict[str, Any] = {}
+    for name in (CORRELATION_HEADER, TRACEPARENT, TRACESTATE):
+        value = request.get(name) if hasattr(request, "get") else None
+        if value is None:
+            value = extra.get(name)
+        if value is not None:
+            found[name] = value
+    if CORRELATION_HEADER not in found and get_correlation_id() is not None:
         # Eager mode (task_always_eager, task.apply): nothing was published, and the task runs
         # right here, inside the caller's request.
-        value = get_correlation_id()
-    return {} if value is None else {CORRELATION_HEADER: value}
+        found[CORRELATION_HEADER] = get_correlation_id()
+        found.update(outgoing_trace_headers())
+    return found
 
 
 def _prerun(task_id: str | None = None, task: Any = None, **_: Any) -> None:

@@ -6,8 +6,10 @@
 
 ``job_headers`` returns the current correlation ID (a fresh one outside a request) under
 ``CORRELATION_ID``, the header name asgi-correlation-id's own Celery extension uses, so both sides
-interoperate. ``job_context`` checks the incoming ID as strictly as the HTTP middleware does (32
-hex digits or a canonical UUID): a missing or hostile value (a megabyte, control characters) is
+interoperate, and the W3C ``traceparent``/``tracestate`` of the current trace (contract 7): the
+job is a child span of the request that enqueued it, and its lines carry the same ``trace_id``.
+``job_context`` checks the incoming ID as strictly as the HTTP middleware does (32 hex digits or
+a canonical UUID): a missing or hostile value (a megabyte, control characters) is
 replaced, by the job's own ID when that is a valid UUID (so a redelivered job keeps its ID), by a
 fresh ID otherwise, and is never logged. Inside, every line carries ``correlation_id``, ``job``
 and ``job_id``; at the end one ``job finished`` line records ``job``, ``job_id``, ``state``
@@ -45,6 +47,8 @@ from foundation.correlation import (
 from foundation.exceptions import AppException
 from foundation.logging import log_record
 from foundation.metrics import MULTIPROC_ENV, _check_multiprocess_mode
+from foundation.tracecontext import TRACEPARENT, TRACESTATE, continue_trace, outgoing_trace_headers
+from foundation.tracecontext import _current as _trace_context  # use_trace_context's variable
 
 CORRELATION_HEADER: Final = "CORRELATION_ID"
 JOB_FINISHED: Final = "job finished"
@@ -77,7 +81,10 @@ def job_headers() -> dict[str, str]:
     Put them wherever the queue carries metadata (Kafka headers, SQS message attributes, an arq
     keyword argument) and hand them to ``job_context`` in the worker.
     """
-    return {CORRELATION_HEADER: correlation_id.get() or new_correlation_id()}
+    return {
+        CORRELATION_HEADER: correlation_id.get() or new_correlation_id(),
+        **outgoing_trace_headers(),
+    }
 
 
 def incoming_correlation_id(value: object, job_id: str | None = None) -> tuple[str, bool]:
@@ -217,6 +224,16 @@ class JobRun:
         cid, accepted = incoming_correlation_id(raw, self.job_id)
         self.correlation_id = cid
         self._tokens.append(correlation_id.set(cid))
+        # The caller's trace continues (a new span), or a trace starts whose trace-id is the
+        # correlation ID; an invalid traceparent starts one too, as the recommendation says.
+        parent = headers.get(TRACEPARENT) if headers else None
+        state = headers.get(TRACESTATE) if headers else None
+        trace = continue_trace(
+            parent if isinstance(parent, str) else None,
+            state if isinstance(state, str) else None,
+            trace_id=cid,
+        )
+        self._tokens.append(_trace_context.set(trace))
         # logger.contextualize(job=..., job_id=...) without its generator and lock (a third of
         # the cost of restoring): every record logged through Loguru until finish() has them.
         extra = {**_loguru_context.get(), "job": self.job, "job_id": self.job_id}
@@ -261,8 +278,9 @@ class JobRun:
 
     def _restore(self) -> None:
         if self._tokens:
-            extra, cid = self._tokens.pop(), self._tokens.pop()
+            extra, trace, cid = self._tokens.pop(), self._tokens.pop(), self._tokens.pop()
             _loguru_context.reset(extra)
+            _trace_context.reset(trace)
             correlation_id.reset(cid)
 
 

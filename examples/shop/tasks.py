@@ -9,8 +9,10 @@ correlation ID, so a laptop with no Redis shows the same lines, in ``shop.jsonl`
 ``foundation.setup_celery`` does the rest: the order's correlation ID travels with the task,
 the worker logs JSON under it (``worker-<pid>.jsonl``, one file per pool process) and each
 execution ends with one ``job finished`` line. The mail server here is a stand-in: it is busy
-for every 7th order (the task retries once) and refuses every 13th, which is the failure
-``obsctl trace`` of that order then shows.
+for every 7th order (the task retries once) and its spam filter refuses receipts of 150.00 or more
+(the failure ``obsctl trace`` of such an order then shows). The refusal depends on the amount,
+not on the order ID, so the same traffic plan fails the same receipts whatever the order in
+which concurrent requests got their IDs.
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ celery_app.conf.update(
 foundation.setup_celery(celery_app, service="worker")
 
 
+SPAM_FILTER_CENTS = 15_000
+
+
 class MailServerBusy(Exception):
     """The stand-in mail server asks to try again later (an SMTP 4xx)."""
 
@@ -50,7 +55,7 @@ def send_receipt(self: Any, order_id: int, total_cents: int) -> None:
     time.sleep(0.02)  # the SMTP conversation
     if order_id % 7 == 0 and self.request.retries == 0:
         raise MailServerBusy(f"421 try again later (order {order_id})")
-    if order_id % 13 == 0:
+    if total_cents >= SPAM_FILTER_CENTS:
         raise ReceiptUndeliverable(
             internal_message=f"order {order_id}: 550 mailbox unavailable", order_id=order_id
         )

@@ -38,7 +38,7 @@ def test_without_a_broker_the_receipt_runs_inline_under_the_order_id(stack: Stac
     mine = [r for r in _records(stack.log_dir / "shop.jsonl") if r.get("correlation_id") == cid]
     [done] = [r for r in mine if r["message"] == "job finished"]
     assert done["job"] == "shop.send_receipt"
-    assert done["state"] in ("success", "failure")  # every 13th order's receipt fails
+    assert done["state"] == "success"  # 8.50: under the stand-in spam filter's limit
 
 
 def test_a_broker_that_is_down_is_a_typed_503_and_never_a_hang(

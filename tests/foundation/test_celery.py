@@ -129,13 +129,16 @@ def enqueue_app() -> FastAPI:
     return app
 
 
-async def enqueue(name: str, tag: str, queue: str, request_id: str) -> str:
+async def enqueue(
+    name: str, tag: str, queue: str, request_id: str, traceparent: str | None = None
+) -> str:
     transport = httpx.ASGITransport(app=enqueue_app())
+    headers = {"X-Request-ID": request_id}
+    if traceparent is not None:
+        headers["traceparent"] = traceparent
     async with httpx.AsyncClient(transport=transport, base_url="http://shop") as client:
         response = await client.post(
-            f"/enqueue/{name}",
-            params={"tag": tag, "queue": queue},
-            headers={"X-Request-ID": request_id},
+            f"/enqueue/{name}", params={"tag": tag, "queue": queue}, headers=headers
         )
     assert response.status_code == 200, response.text
     task_id: str = response.json()["task_id"]
@@ -144,13 +147,15 @@ async def enqueue(name: str, tag: str, queue: str, request_id: str) -> str:
 
 async def test_request_id_reaches_the_prefork_worker(prefork: tuple[Worker, Path, int]) -> None:
     worker, log_dir, _ = prefork
-    rid = uuid.uuid4().hex
-    task_id = await enqueue("t.echo", "hello", "prefork", rid)
+    rid, trace = uuid.uuid4().hex, uuid.uuid4().hex
+    task_id = await enqueue("t.echo", "hello", "prefork", rid, f"00-{trace}-00f067aa0ba902b7-01")
     done = wait_for(log_dir, lambda records: finished(records, task_id))
     records = read_records(log_dir)
     ran = [r for r in records if r.get("message") == "task ran" and r.get("tag") == "hello"]
     assert [r["correlation_id"] for r in ran] == [rid]
     assert ran[0]["job"] == "t.echo" and ran[0]["job_id"] == task_id
+    # The W3C trace continues in the worker: same trace-id, a span of its own.
+    assert ran[0]["trace_id"] == trace and len(ran[0]["span_id"]) == 16
     [line] = done
     assert line["correlation_id"] == rid
     assert (line["job"], line["state"], line["retries"]) == ("t.echo", "success", 0)

@@ -13,6 +13,7 @@ import foundation
 from foundation import AppException, job_context, job_headers
 from foundation.jobs import CORRELATION_HEADER, job_metrics
 from foundation.logging import configure_logging
+from foundation.tracecontext import start_trace, use_trace_context
 from tests.foundation.servers import read_records
 
 
@@ -48,6 +49,39 @@ def test_headers_carry_the_current_id_or_a_fresh_one() -> None:
         correlation_id.reset(token)
     fresh = [job_headers()[CORRELATION_HEADER] for _ in range(2)]
     assert fresh[0] != fresh[1] and all(len(f) == 32 for f in fresh)
+
+
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+PARENT = f"00-{TRACE}-00f067aa0ba902b7-01"
+
+
+def test_headers_carry_the_current_trace_as_a_child_span() -> None:
+    with use_trace_context(start_trace("c" * 32)) as trace:
+        headers = job_headers()
+    assert trace is not None
+    version, trace_id, span_id, flags = headers["traceparent"].split("-")
+    assert (version, trace_id, flags) == ("00", "c" * 32, "01")
+    assert span_id != trace.span_id and len(span_id) == 16
+
+
+def test_a_job_continues_the_callers_trace(log_dir: Path) -> None:
+    headers = {CORRELATION_HEADER: "a" * 32, "traceparent": PARENT, "tracestate": "shop=1"}
+    with job_context(headers, job="export"):
+        logger.info("exporting")
+    inside, done = read_records(log_dir)
+    assert inside["trace_id"] == done["trace_id"] == TRACE
+    assert inside["span_id"] == done["span_id"] != "00f067aa0ba902b7"
+
+
+@pytest.mark.parametrize(
+    "traceparent", [None, "00-" + "0" * 32 + "-00f067aa0ba902b7-01", "x" * 100_000, 7]
+)
+def test_without_a_valid_traceparent_the_trace_id_is_the_correlation_id(
+    log_dir: Path, traceparent: object
+) -> None:
+    with job_context({CORRELATION_HEADER: "b" * 32, "traceparent": traceparent}, job="export"):
+        logger.info("exporting")
+    assert {r["trace_id"] for r in read_records(log_dir)} == {"b" * 32}
 
 
 def test_a_job_runs_under_its_id_and_ends_with_one_line(log_dir: Path) -> None:
