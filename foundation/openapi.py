@@ -98,13 +98,15 @@ def document_errors(app: FastAPI, *, database: bool | None = None) -> None:
         return
     app.state.foundation_openapi_installed = True
     build: Callable[[], dict[str, Any]] = app.openapi
-    rewritten: list[int] = []
+    # The document last rewritten, held (an id() could be reused by the next build once an
+    # app drops its cache with ``app.openapi_schema = None``).
+    rewritten: list[dict[str, Any]] = []
 
     def openapi() -> dict[str, Any]:
         document = build()  # FastAPI's own build, cached in app.openapi_schema
-        if not rewritten or rewritten[0] != id(document):
+        if not rewritten or rewritten[0] is not document:
             rewrite_document(document, _doc_options(app))
-            rewritten[:] = [id(document)]
+            rewritten[:] = [document]
         return document
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -1,7 +1,8 @@
 """Sentry, when the application uses it: foundation's errors as tagged events, no secret sent.
 
 foundation never imports ``sentry_sdk``: it looks for it in ``sys.modules``, so an app without
-it pays nothing and needs nothing. With ``sentry_sdk.init(...)`` in the app (before ``setup``):
+it pays nothing and needs nothing. With ``sentry_sdk.init(...)`` in the app (before or after
+``setup``; after keeps Sentry's Loguru handlers, which ``configure_logging`` would remove):
 
 - the handlers report what they answer (``report``): unhandled exceptions and 5xx errors always;
   4xx errors (domain errors, validation, route misses) only with ``sentry_client_errors=True``,
