@@ -32,11 +32,12 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
-from loguru import logger
+from loguru._logger import context as _loguru_context  # what logger.contextualize() binds
 
 from foundation.correlation import get_correlation_id
 from foundation.logging import DEFAULT_REDACT, REDACTED
 from foundation.routing import UNMATCHED
+from foundation.tracecontext import trace_ids
 
 _HANDLERS_LOGGER = "foundation.handlers"
 _MAX_DEPTH = 12
@@ -226,22 +227,14 @@ def _route(scope: Mapping[str, Any] | None) -> str:
 
 
 def _trace_id() -> str | None:
-    """The ``trace_id`` that a log line written now would carry, if any.
+    """The ``trace_id`` that a log line written now carries, if any.
 
-    Read from the log context: what ``logger.contextualize`` holds and what the patcher that
-    ``configure_logging`` installed adds to each record.
+    As on log lines: one bound with ``logger.contextualize(trace_id=...)`` wins, otherwise the
+    request's W3C trace context (or the OpenTelemetry SDK's current span).
     """
-    extra: dict[str, Any] = {}
-    try:
-        from loguru._logger import context  # the ContextVar behind logger.contextualize()
-
-        extra.update(context.get())
-    except (ImportError, LookupError, TypeError, ValueError):
-        pass
-    patcher = getattr(getattr(logger, "_core", None), "patcher", None)
-    if callable(patcher):
-        # A patcher that expects a full record gives no trace context, and no error.
-        with suppress(Exception):
-            patcher({"extra": extra})
-    value = extra.get("trace_id")
-    return value if isinstance(value, str) and value else None
+    with suppress(LookupError, AttributeError):
+        bound = _loguru_context.get().get("trace_id")
+        if isinstance(bound, str) and bound:
+            return bound
+    ids = trace_ids()
+    return ids[0] if ids is not None else None

@@ -17,11 +17,9 @@ from typing import Any
 import pytest
 import sentry_sdk
 from fastapi import FastAPI, Request
-from loguru import logger
 from sentry_sdk.envelope import Envelope
 from sentry_sdk.integrations.loguru import LoguruIntegration
 from sentry_sdk.transport import Transport
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 import foundation
 from foundation import ApiException, AppException
@@ -110,17 +108,6 @@ def sentry() -> Iterator[Callable[[], MemoryTransport]]:
         sentry_sdk.get_global_scope().set_client(None)
 
 
-class _TraceContext:
-    """Stands for a trace-context middleware: the request's trace_id in the log context."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        with logger.contextualize(trace_id=TRACE_ID):
-            await self.app(scope, receive, send)
-
-
 def _app(**options: Any) -> FastAPI:
     app = FastAPI()
     foundation.setup(
@@ -150,7 +137,6 @@ def _app(**options: Any) -> FastAPI:
             note=body["note"],
         )
 
-    app.add_middleware(_TraceContext)
     return app
 
 
@@ -160,7 +146,10 @@ async def test_a_500_carries_code_correlation_id_trace_id_and_route(
     transport = sentry()
     cid = uuid.uuid4().hex
     async with client_for(_app()) as http:
-        response = await http.get("/receipts/7", headers={"X-Request-ID": cid})
+        response = await http.get(
+            "/receipts/7",
+            headers={"X-Request-ID": cid, "traceparent": f"00-{TRACE_ID}-00f067aa0ba902b7-01"},
+        )
     assert response.status_code == 500
     [event] = transport.events
     assert event["level"] == "error"
