@@ -11,7 +11,8 @@
    OpenTelemetry's ``TraceContextTextMapPropagator.extract`` (the API FastAPI already pulls in),
    alternated rounds, medians. Target: under 2 µs.
 
-``BENCH_ROUNDS`` (default 5) and ``BENCH_SECONDS`` (default 5) size part 1.
+``BENCH_ROUNDS`` (default 5) and ``BENCH_SECONDS`` (default 5) size part 1,
+``BENCH_INPROC_ROUNDS`` (default 31) part 2.
 """
 
 from __future__ import annotations
@@ -150,13 +151,22 @@ def main() -> None:
     )
     report(results, baseline="foundation_all_before")
 
-    print("\nIn-process, everything on, µs of CPU per request (15 alternated rounds, medians)")
-    cpu = _in_process(15)
+    inproc = int(os.environ.get("BENCH_INPROC_ROUNDS", "31"))
+    print(f"\nIn-process, everything on, µs of CPU per request ({inproc} alternated rounds)")
+    cpu = _in_process(inproc)
     base = statistics.median(cpu["before"])
     for label, values in cpu.items():
         median = statistics.median(values)
         spread = (max(values) - min(values)) / median
-        print(f"{label:<28}{median:>8.1f} µs{median / base:>8.3f}x   (spread {spread:.0%})")
+        print(
+            f"{label:<28}{median:>8.1f} µs{median / base:>8.3f}x  best {min(values):6.1f} µs"
+            f"  (spread {spread:.0%})"
+        )
+    # Per-round ratios: each round ran both sides back to back, so the load they shared cancels.
+    for traced in ("", " + traceparent"):
+        ratios = [a / b for a, b in zip(cpu["after" + traced], cpu["before" + traced], strict=True)]
+        median = statistics.median(ratios)
+        print(f"after/before{traced:<16} median of per-round ratios {median:.3f}")
 
     print("\ntraceparent parse, µs per call (100,000 calls, 9 alternated rounds, medians)")
     parse = _parse_rounds(9)

@@ -163,3 +163,33 @@ def test_an_unknown_trace_id_matches_nothing(
     _write_all(tmp_path)
     code, _, err = run(capsys, "trace", "ffffffffffffffffffffffffffffffff", str(tmp_path))
     assert code == 1, err
+
+
+def _ns(raw: bytes) -> int:
+    from obsctl.readers.parse import ts_to_epoch
+
+    epoch = ts_to_epoch(orjson.loads(raw)["ts"])
+    assert epoch is not None
+    return round(epoch * 1_000_000) * 1000
+
+
+def test_trace_id_over_loki_matches_the_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same trace-id through the loopback Loki: the line filter finds the trace-id inside
+    the lines, the analysis does the rest, as for files."""
+    from tests.obsctl.fake_loki import FakeLoki
+
+    for name in ("OBSCTL_LOKI_URL", "OBSCTL_TENANT", "OBSCTL_LOKI_SELECTOR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("OBSCTL_LOKI_SINCE", "3650d")
+    _write_all(tmp_path)
+    code, from_files, _ = run(capsys, "trace", TRACE, str(tmp_path), "--json")
+    assert code == 0
+    with FakeLoki() as fake:
+        for service, lines in (("edge", EDGE), ("orders", ORDERS), ("stock", STOCK)):
+            fake.push({"service": service}, [(_ns(r), r.decode().rstrip("\n")) for r in lines])
+        fake.push({"service": "pricing"}, [(_ns(r), r.decode().rstrip("\n")) for r in PRICING])
+        code, from_loki, err = run(capsys, "trace", TRACE, "--loki-url", fake.url, "--json")
+    assert code == 0, err
+    assert from_loki == from_files
