@@ -9,7 +9,9 @@
    background thread); and *no rotation* (foundation's file, never rotated): the floor a loaded
    machine's scheduler sets. Reported: the longest single log call (wall, and the CPU time it
    took: load-independent), the longest of the calls that rotated, the 99.99th percentile,
-   records per second over the run and per CPU second of the logging thread.
+   records per second over the run and per CPU second of the logging thread; then records/s
+   again in ``OBS_BENCH_SLICES`` (default 12) alternated 2 s slices per side, median of the
+   per-slice ratios (load on a shared machine moves slower than that).
 2. The archive alone, on the same realistic input (``tests/bench/loggen.py``, 50 MB): Loguru's
    gz (``gzip.open`` level 9, one member) against foundation's multi-member archive; size and
    CPU seconds, ``OBS_BENCH_ROUNDS`` (default 3) alternated rounds, medians.
@@ -29,6 +31,8 @@ from typing import Any, TextIO
 SECONDS = float(os.environ.get("OBS_BENCH_ROTATION_SECONDS", "30"))
 ROTATION_MB = int(os.environ.get("OBS_BENCH_ROTATION_MB", "50"))
 ROUNDS = int(os.environ.get("OBS_BENCH_ROUNDS", "3"))
+SLICES = int(os.environ.get("OBS_BENCH_SLICES", "12"))
+SLICE_SECONDS = 2.0
 
 
 class _SizeRotation:
@@ -62,13 +66,12 @@ def _timed(target: Any, name: str, into: list[int]) -> None:
     setattr(target, name, timed)
 
 
-def _install(side: str, directory: Path, rotations: list[int]) -> Any:
+def _install(side: str, directory: Path, rotations: list[int], limit: int) -> Any:
     """foundation's logging with the file sink of ``side``; returns what to drain, if any."""
     from loguru._file_sink import FileSink
 
     from foundation import logging as flog
 
-    limit = ROTATION_MB * 1_000_000
     if side in {"now", "no rotation"}:
         rotating = side == "now"
         config = flog.configure_logging(
@@ -92,16 +95,18 @@ def _install(side: str, directory: Path, rotations: list[int]) -> Any:
     return None
 
 
-def _log_for(side: str, directory: Path) -> dict[str, float]:
+def _log_for(
+    side: str, directory: Path, seconds: float = SECONDS, limit: int = ROTATION_MB * 1_000_000
+) -> dict[str, float]:
     from loguru import logger
 
     rotations: list[int] = []
-    sink = _install(side, directory, rotations)
+    sink = _install(side, directory, rotations, limit)
     durations = array("q")
     record = durations.append
     clock = time.perf_counter_ns
     path = "/products/{}"
-    stop_at = time.perf_counter() + SECONDS
+    stop_at = time.perf_counter() + seconds
     started = time.perf_counter()
     cpu_started = time.thread_time()
     number = 0
@@ -212,6 +217,25 @@ def main() -> None:
             f"{statistics.median(r['p9999_ms'] for r in runs):>10.2f}{rate:>11,.0f}"
             f"{rate / base:>7.2f}{per_cpu:>11,.0f}{per_cpu / base_cpu:>7.2f}"
         )
+
+    print(
+        f"\n   records/s again, in {SLICES} alternated slices of {SLICE_SECONDS} s per side "
+        "(10 MB rotation): finer alternation, steadier on a shared machine"
+    )
+    ratios: dict[str, list[float]] = {"now": [], "no rotation": []}
+    rates: dict[str, list[float]] = {"before": [], "now": [], "no rotation": []}
+    for number in range(SLICES):
+        slice_rates: dict[str, float] = {}
+        for side in sides if number % 2 == 0 else reversed(sides):
+            with tempfile.TemporaryDirectory() as tmp:
+                outcome = _log_for(side, Path(tmp), SLICE_SECONDS, 10_000_000)
+            slice_rates[side] = outcome["records_per_s"]
+            rates[side].append(outcome["records_per_s"])
+        for side, values in ratios.items():
+            values.append(slice_rates[side] / slice_rates["before"])
+    for side, values in rates.items():
+        ratio = statistics.median(ratios[side]) if side in ratios else 1.0
+        print(f"   {side:<12}{statistics.median(values):>11,.0f} records/s{ratio:>7.2f}")
 
     with tempfile.TemporaryDirectory() as tmp:
         sample = Path(tmp) / "sample.jsonl"
