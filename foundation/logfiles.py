@@ -36,6 +36,7 @@ import struct
 import sys
 import threading
 import time
+import weakref
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -620,12 +621,23 @@ class Housekeeper:
         self.passes = 0
 
     def start(self) -> None:
+        _housekeepers.add(self)
         thread = threading.Thread(target=self._run, name="foundation-log-housekeeper", daemon=True)
         self._thread = thread
         thread.start()
 
+    def _after_fork(self) -> None:
+        # Trap: a forked child (Celery's prefork pool, gunicorn --preload) inherits this object
+        # but not its thread, and maybe a condition lock the thread held at the fork: waiting
+        # on it would hang the child for ever. The child starts afresh, its thread on demand.
+        self._condition = threading.Condition()
+        self._thread = None
+        self._idle = not (self._queue or self._wanted)
+
     def submit(self, path: str | None) -> None:
         """Queue a rotated file (or None: just a pass). Called from the log call: no waiting."""
+        if self._thread is None and not self._stopping:
+            self.start()
         with self._condition:
             if path is not None and self.compress:
                 self._queue.append(path)
@@ -697,6 +709,16 @@ class Housekeeper:
                 problem = f"{type(exc).__name__}: {exc}"
                 self._warn(f"log housekeeping in {self.directory} failed: {problem}")
 
+
+_housekeepers: weakref.WeakSet[Housekeeper] = weakref.WeakSet()
+
+
+def _reset_after_fork() -> None:
+    for housekeeper in list(_housekeepers):
+        housekeeper._after_fork()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
 
 _last_warning = [0.0]
 

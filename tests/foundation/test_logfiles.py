@@ -11,6 +11,7 @@ import signal
 import struct
 import subprocess
 import sys
+import threading
 import time
 import zlib
 from collections import Counter
@@ -564,3 +565,54 @@ def test_time_based_rotation_renames_at_the_deadline(tmp_path: Path) -> None:
     rotated = next(n for n in names if n != "svc.jsonl")
     assert b"before the deadline" in (tmp_path / rotated).read_bytes()
     assert b"after the deadline" in (tmp_path / "svc.jsonl").read_bytes()
+
+
+@pytest.mark.proc
+def test_a_forked_child_reconfigures_without_waiting_for_the_parents_thread(
+    tmp_path: Path,
+) -> None:
+    """Celery's prefork pool forks after logging is configured; the child reconfigures. The
+    parent's housekeeping thread may hold its lock at that moment: the child must not wait."""
+    from loguru import logger
+
+    from foundation import configure_logging
+    from foundation.logging import current_logging
+
+    configure_logging(service="svc", log_dir=tmp_path, log_stdout=False, per_process=True)
+    config = current_logging()
+    assert config is not None
+    housekeeper = config.sinks[0]._target.housekeeper  # type: ignore[attr-defined]
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:  # another thread holds the lock, as the housekeeper does at times
+        with housekeeper._condition:
+            held.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert held.wait(30)
+        pid = os.fork()
+        if pid == 0:  # the child: reconfigure, log, leave
+            try:
+                logger.remove()
+                configure_logging(
+                    service="svc", log_dir=tmp_path, log_stdout=False, per_process=True
+                )
+                logger.info("from the child")
+                logger.remove()
+            finally:
+                os._exit(0)
+    finally:
+        release.set()
+        holder.join(30)
+    deadline = time.monotonic() + 30
+    while os.waitpid(pid, os.WNOHANG) == (0, 0):
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child hung on its parent's lock")
+        time.sleep(0.01)
+    logger.remove()
+    assert b"from the child" in (tmp_path / f"svc-{pid}.jsonl").read_bytes()
