@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import shutil
 import subprocess
 import threading
@@ -208,7 +209,11 @@ def _wait_ready(server: PrometheusServer) -> None:
 
 @contextlib.contextmanager
 def serve_app(app: Any, *, timeout: float = 10.0) -> Iterator[str]:
-    """Serve an ASGI app with uvicorn in a thread on 127.0.0.1; yields its base URL."""
+    """Serve an ASGI app with uvicorn in a thread on 127.0.0.1; yields its base URL.
+
+    uvicorn configures its stdlib loggers (levels, handlers) for the whole process: they are put
+    back on exit, so that a later test sees them as a fresh process would."""
+    saved = _uvicorn_loggers()
     port = free_port()
     config = uvicorn.Config(
         app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", access_log=False
@@ -228,3 +233,16 @@ def serve_app(app: Any, *, timeout: float = 10.0) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout)
+        for logger, (level, handlers, propagate, disabled) in saved.items():
+            logger.setLevel(level)
+            logger.handlers[:] = handlers
+            logger.propagate = propagate
+            logger.disabled = disabled
+
+
+def _uvicorn_loggers() -> dict[logging.Logger, tuple[int, list[logging.Handler], bool, bool]]:
+    loggers = [logging.getLogger(n) for n in ("uvicorn", "uvicorn.error", "uvicorn.access")]
+    return {
+        logger: (logger.level, list(logger.handlers), logger.propagate, logger.disabled)
+        for logger in loggers
+    }
