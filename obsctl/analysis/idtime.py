@@ -13,7 +13,6 @@ Pure: no I/O, the current time is always passed in.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -40,23 +39,21 @@ MARGIN_S = 300.0
 #: IDs that claim a time before this are not trusted (no v7 ID of this project predates it).
 EARLIEST = datetime(2020, 1, 1, tzinfo=UTC).timestamp()
 
-_V7 = re.compile(r"[0-9a-f]{12}7[0-9a-f]{3}[89ab][0-9a-f]{15}")
+_HEX = frozenset("0123456789abcdef")
 
 
 def id_time(cid: str) -> float | None:
     """Epoch seconds in a UUIDv7 in 32 lower-case hex (RFC 9562 shape), else None."""
-    if len(cid) != 32 or _V7.fullmatch(cid) is None:
+    # RFC 9562 shape in lower-case hex: version nibble 7 at 12, variant 10 (8, 9, a, b) at 16.
+    if len(cid) != 32 or cid[12] != "7" or cid[16] not in "89ab" or not set(cid) <= _HEX:
         return None
     return int(cid[:12], 16) / 1000
-
-
-_HEX_PREFIX = re.compile(r"[0-9a-f]{8,31}")
 
 
 def _prefix_span(prefix: str) -> Span | None:
     """The issue times a prefix (8+ characters) of a v7 ID can stand for: its first 12 hex
     digits are the milliseconds, so ``01a1f8c4`` is a 65-second range."""
-    if _HEX_PREFIX.fullmatch(prefix) is None:
+    if not 8 <= len(prefix) <= 31 or not set(prefix) <= _HEX:
         return None
     if len(prefix) > 12 and prefix[12] != "7":
         return None

@@ -14,6 +14,7 @@ every file when the window holds nothing.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import re
@@ -46,14 +47,21 @@ TOLERANCE_S = 60.0
 #: Bytes read per probe of the binary search (and the range it stops narrowing at).
 _PROBE = 64 << 10
 
-_OUR_NAME = re.compile(
-    r"^(?P<stem>.+)\.(\d{4})-(\d\d)-(\d\d)T(\d\d)-(\d\d)-(\d\d)-(\d{6})Z(?:\.\d+)?\.jsonl(?:\.gz)?$"
-)
-_LOGURU_NAME = re.compile(
-    r"^(?P<stem>.+)\.\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d_\d{6}(?:\.\d+)?\.[A-Za-z0-9]+"
-    r"(?:\.(?:gz|bz2|xz|zip|tar|tar\.gz))?$"
-)
-_LIVE_NAME = re.compile(r"^(?P<stem>.+)\.(?:jsonl|log|json)$")
+
+@functools.cache
+def _names() -> tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str]]:
+    """Rotated names: the project's (rotation time in UTC), Loguru's, and live files.
+    Compiled on first use: start-up time is most of a lookup's cost."""
+    ours = re.compile(
+        r"^(?P<stem>.+)\.(\d{4})-(\d\d)-(\d\d)T(\d\d)-(\d\d)-(\d\d)-(\d{6})Z(?:\.\d+)?"
+        r"\.jsonl(?:\.gz)?$"
+    )
+    loguru = re.compile(
+        r"^(?P<stem>.+)\.\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d_\d{6}(?:\.\d+)?\.[A-Za-z0-9]+"
+        r"(?:\.(?:gz|bz2|xz|zip|tar|tar\.gz))?$"
+    )
+    live = re.compile(r"^(?P<stem>.+)\.(?:jsonl|log|json)$")
+    return ours, loguru, live
 
 
 def line_epoch(line: bytes, fields: FieldMap = NO_MAP) -> float | None:
@@ -94,7 +102,8 @@ class Located:
 def _series(name: str) -> tuple[str, float | None] | None:
     """The log a file belongs to (its stem) and, in the project's archive names, the rotation
     time (at or after the file's last record)."""
-    match = _OUR_NAME.match(name)
+    ours, loguru, live = _names()
+    match = ours.match(name)
     if match:
         # Not datetime.strptime: importing _strptime costs more than the whole lookup.
         year, month, day, hour, minute, second, micro = (int(p) for p in match.groups()[1:])
@@ -103,7 +112,7 @@ def _series(name: str) -> tuple[str, float | None] | None:
         except ValueError:
             return match["stem"], None
         return match["stem"], moment.timestamp()
-    match = _LOGURU_NAME.match(name) or _LIVE_NAME.match(name)
+    match = loguru.match(name) or live.match(name)
     return (match["stem"], None) if match else None
 
 
