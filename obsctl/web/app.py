@@ -130,7 +130,14 @@ class _Site:
 
     # -- who --------------------------------------------------------------------------------------
 
-    def who(self, request: Request) -> str | Response | None:
+    def who(self, request: Request) -> str | Response:
+        """The signed-in user, or the answer to give instead: 401 (sign in) or 429."""
+        user = self._user(request)
+        if user is None:
+            return self.unauthorised(request)
+        return user
+
+    def _user(self, request: Request) -> str | Response | None:
         """The signed-in user; ``None`` when nobody is; a 429 response while rate limited."""
         client = _client(request)
         header = request.headers.get("authorization", "")
@@ -311,8 +318,6 @@ def create_app(config: ServeConfig) -> FastAPI:
         user = site.who(request)
         if isinstance(user, Response):
             return user
-        if user is None:
-            return site.unauthorised(request)
         rows, note = await _errors(site, "internal_code", "", limit=10)
         return site.page("index.html", request, user=user, rows=rows, note=note)
 
@@ -321,8 +326,6 @@ def create_app(config: ServeConfig) -> FastAPI:
         user = site.who(request)
         if isinstance(user, Response):
             return user
-        if user is None:
-            return site.unauthorised(request)
         query = _valid_id(id)
         if query is None:
             rows, note = await _errors(site, "internal_code", "", limit=10)
@@ -343,8 +346,6 @@ def create_app(config: ServeConfig) -> FastAPI:
         user = site.who(request)
         if isinstance(user, Response):
             return user
-        if user is None:
-            return site.unauthorised(request)
         query = _valid_id(raw_id)
         if query is None:
             return site.page(
@@ -369,8 +370,6 @@ def create_app(config: ServeConfig) -> FastAPI:
         user = site.who(request)
         if isinstance(user, Response):
             return user
-        if user is None:
-            return site.unauthorised(request)
         query = _valid_id(raw_id)
         if query is None:
             return _json({"error": "not a request ID"}, 400)
@@ -395,8 +394,6 @@ def create_app(config: ServeConfig) -> FastAPI:
         user = site.who(request)
         if isinstance(user, Response):
             return user
-        if user is None:
-            return site.unauthorised(request)
         by = by if by in _BY else "internal_code"
         since = since if since in _WINDOWS else ""
         rows, note = await _errors(site, by, since, limit=None)
