@@ -151,7 +151,13 @@ def test_demo_twice_from_a_path_with_spaces_while_the_preferred_port_is_taken(
     second = _demo(workdir, *args)
     assert second.returncode == 0, second.stdout + second.stderr
     # The log directory was emptied first: the same plan gives the same counts, not double.
-    assert _error_counts(log_dir) == counts
+    # The receipt job's failures (30301) are left out of the equality: which paid orders reach
+    # the worker in which order varies with the concurrent traffic (6, 7 or 8 were seen), so
+    # that count is only checked not to have doubled.
+    again = _error_counts(log_dir)
+    jobs = "30301"
+    assert 0 < again.pop(jobs) < 2 * counts.pop(jobs)
+    assert again == counts
     for pid, port in _servers(second.stdout).values():
         assert _gone(pid)
         assert not port_open("127.0.0.1", port)
