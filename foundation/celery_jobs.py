@@ -40,9 +40,9 @@ from foundation.correlation import (
 )
 from foundation.exceptions import JobQueueUnavailable
 from foundation.jobs import CORRELATION_HEADER, JobRun, serve_job_metrics
-from foundation.logging import configure_logging, log_record
+from foundation.logging import log_record
 from foundation.metrics import MULTIPROC_ENV, prepare_multiprocess_dir
-from foundation.setup import FoundationSettings, resolve_settings
+from foundation.setup import FoundationSettings, configure_logging_from, resolve_settings
 from foundation.tracecontext import TRACEPARENT, TRACESTATE, outgoing_trace_headers
 
 _LOGGER = __name__
@@ -186,19 +186,7 @@ def _logging_settings(state: CelerySetup) -> FoundationSettings:
 
 
 def _configure(state: CelerySetup) -> None:
-    settings = _logging_settings(state)
-    configure_logging(
-        service=settings.service,
-        log_dir=settings.log_dir,
-        log_level=settings.log_level,
-        log_stdout=settings.log_stdout,
-        rotation=settings.log_rotation,
-        retention=settings.log_retention,
-        compression=settings.log_compression,
-        per_process=settings.log_per_process,
-        redact=settings.log_redact,
-        max_field_chars=settings.log_max_field_chars,
-    )
+    configure_logging_from(_logging_settings(state))
 
 
 def _setup_logging(**_: Any) -> None:

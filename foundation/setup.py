@@ -105,6 +105,25 @@ def resolve_settings(
     return FoundationSettings(**values)
 
 
+def configure_logging_from(
+    settings: FoundationSettings, *, env: Mapping[str, str] | None = None
+) -> None:
+    """``configure_logging`` with the logging options of resolved settings (apps and workers)."""
+    configure_logging(
+        service=settings.service,
+        log_dir=settings.log_dir,
+        log_level=settings.log_level,
+        log_stdout=settings.log_stdout,
+        rotation=settings.log_rotation,
+        retention=settings.log_retention,
+        compression=settings.log_compression,
+        per_process=settings.log_per_process,
+        redact=settings.log_redact,
+        max_field_chars=settings.log_max_field_chars,
+        env=os.environ if env is None else env,
+    )
+
+
 def setup(
     app: FastAPI,
     *,
@@ -127,19 +146,7 @@ def setup(
     metrics are on; ``metrics_registry`` replaces the fresh per-app ``CollectorRegistry``.
     """
     settings = resolve_settings(service, options, env)
-    configure_logging(
-        service=settings.service,
-        log_dir=settings.log_dir,
-        log_level=settings.log_level,
-        log_stdout=settings.log_stdout,
-        rotation=settings.log_rotation,
-        retention=settings.log_retention,
-        compression=settings.log_compression,
-        per_process=settings.log_per_process,
-        redact=settings.log_redact,
-        max_field_chars=settings.log_max_field_chars,
-        env=os.environ if env is None else env,
-    )
+    configure_logging_from(settings, env=env)
     # Innermost first: each add_middleware call wraps what is already there.
     add_exception_handlers(
         app,
