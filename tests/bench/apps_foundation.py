@@ -25,6 +25,7 @@ needs it, is ``configure_logging`` to a file, configured once per process):
 
 from __future__ import annotations
 
+import gc
 import os
 import time
 from typing import Any
@@ -158,6 +159,11 @@ def build(variant: str, log_dir: str = LOG_DIR) -> FastAPI:
         if variant == "assembled":
             logger.error("out of stock", internal_code=39999)
         raise HTTPException(409, "This product is out of stock.")
+
+    @app.get("/bench/gc")  # last: the measured routes are matched first, as before
+    async def collections() -> list[int]:
+        # Read by the HTTP harness around each wrk run (tests.bench._http.GC_PATH).
+        return [generation["collections"] for generation in gc.get_stats()]
 
     return app
 

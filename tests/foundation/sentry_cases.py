@@ -9,6 +9,8 @@ sent, and reads the envelopes the transport received.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
@@ -254,3 +256,43 @@ async def test_redacted_values_never_leave_the_process(
     assert event["contexts"]["foundation"]["context"]["token"] == "[REDACTED]"
     headers = {name.lower(): value for name, value in event["request"]["headers"].items()}
     assert headers["authorization"] == "[REDACTED]"
+
+
+async def test_events_carry_the_transaction_id_tag_of_asgi_correlation_id(
+    sentry: Callable[[], MemoryTransport],
+) -> None:
+    """Upstream's Sentry hook still tags each event with the request's ID while Sentry is on."""
+    transport = sentry()
+    cid = uuid.uuid4().hex
+    async with client_for(_app()) as http:
+        response = await http.get("/receipts/7", headers={"X-Request-ID": cid})
+    assert response.status_code == 500
+    [event] = transport.events
+    assert event["tags"]["transaction_id"] == cid
+
+
+async def test_without_an_active_client_no_sentry_scope_is_built_per_request() -> None:
+    """Each request of a real server runs in a task of its own, with no Sentry isolation scope
+    yet: upstream's hook built one per request (for a tag no event would carry), which made the
+    garbage collector run several times as often under load."""
+    assert not sentry_sdk.is_initialized()
+    built: list[object] = []
+    original = sentry_sdk.Scope.__init__
+
+    def counting(self: sentry_sdk.Scope, *args: Any, **kwargs: Any) -> None:
+        built.append(self)
+        original(self, *args, **kwargs)
+
+    app = _app()
+    sentry_sdk.Scope.__init__ = counting  # type: ignore[method-assign]
+    try:
+        async with client_for(app) as http:
+            for number in range(5):
+                # A context of its own per request, as a server's task has.
+                task = asyncio.get_running_loop().create_task(
+                    http.get(f"/shelves/{number}"), context=contextvars.Context()
+                )
+                assert (await task).status_code == 409
+    finally:
+        sentry_sdk.Scope.__init__ = original  # type: ignore[method-assign]
+    assert built == []
