@@ -24,7 +24,13 @@ import orjson
 
 from obsctl.analysis.analyse import ACCESS_MESSAGE, ErrorAccumulator, RecordFilter, level_rank
 from obsctl.readers.fields import NO_MAP, FieldMap
-from obsctl.readers.parse import Record, parse_records_checked, records_of_doc, ts_to_epoch
+from obsctl.readers.parse import (
+    MAX_LINE_BYTES,
+    Record,
+    parse_records_checked,
+    records_of_doc,
+    ts_to_epoch,
+)
 from obsctl.readers.prefilter import error_needles
 from obsctl.sources import files
 from obsctl.sources.files import Buffer, Damage, LogFile, expand_paths, iter_blocks
@@ -272,10 +278,18 @@ def find_trace_records(
 # ------------------------------------------------------------------------------------ errors top
 
 
+#: The pre-filter sniffs at least this much of a file's start, and always to the end of a line.
+HEAD_BYTES = 4096
+
+
 def _file_head(log: LogFile) -> bytes:
+    """The start of ``log`` for the pre-filter's sniff, cut at a line's end: an OTLP batch line is
+    often longer than 4 KiB, and a cut first line left every line of the file a candidate."""
     damage = Damage()
-    for buf, lo, hi, _ in iter_blocks(log, damage, block_bytes=1 << 16):
-        return bytes(buf[lo : min(hi, lo + 4096)])
+    for buf, lo, hi, _ in iter_blocks(log, damage, block_bytes=MAX_LINE_BYTES):
+        chunk = bytes(buf[lo:hi])
+        end = chunk.find(b"\n", HEAD_BYTES)
+        return chunk if end < 0 else chunk[: end + 1]
     return b""
 
 

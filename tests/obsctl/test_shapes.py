@@ -273,6 +273,20 @@ def test_each_shape_gets_an_exact_error_prefilter(shape: str, tmp_path: Path) ->
         assert has_error == any(n in raw for n in needles)
 
 
+def test_a_batch_line_longer_than_the_sniffed_head_still_gets_a_prefilter(tmp_path: Path) -> None:
+    """A Collector line of many records passes 4 KiB: the head is read to the end of a line
+    (a cut line cannot be sniffed, and every line became a candidate)."""
+    path = tmp_path / "otlp.log"
+    WRITERS["otlp"](path, request_ids(12), per_line=40)
+    first = path.read_bytes().split(b"\n", 1)[0]
+    assert len(first) > scan.HEAD_BYTES
+    (log,) = expand_paths([str(path)], default_dir="x")
+    head = scan._file_head(log)
+    assert head.startswith(first + b"\n")
+    assert error_needles(head, FieldMap()) == error_needles(first + b"\n", FieldMap())
+    assert error_needles(head, FieldMap())
+
+
 def _damaged(lines: list[bytes], draw: st.DrawFn) -> list[bytes]:
     out = []
     for line in lines:
