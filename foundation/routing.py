@@ -24,7 +24,8 @@ def route_template(scope: Mapping[str, Any], root_path: str = "") -> str:
     if cached is not None:
         return str(cached)
     template = _route_template(scope, root_path)
-    if isinstance(scope, MutableMapping):
+    # ``type() is dict`` first: the ABC check alone costs more than the rest of this function.
+    if type(scope) is dict or isinstance(scope, MutableMapping):
         scope[_CACHE_KEY] = template
     return template
 
@@ -38,7 +39,7 @@ def _route_template(scope: Mapping[str, Any], root_path: str) -> str:
     # FastAPI >= 0.137 keeps the original APIRoute (without include_router prefixes) in
     # scope["route"] and the effective, prefixed template in its own scope namespace.
     fastapi_scope = scope.get("fastapi")
-    if isinstance(fastapi_scope, dict):
+    if type(fastapi_scope) is dict:
         context = fastapi_scope.get("effective_route_context")
         path_format = getattr(context, "path_format", None)
         if isinstance(path_format, str) and path_format:

@@ -8,9 +8,11 @@ import multiprocessing
 import random
 import re
 import string
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +137,50 @@ def test_a_million_ids_from_two_forked_processes_are_unique_and_well_formed(
     assert len(set(values)) == 1_000_000
     assert all(V7.fullmatch(v) for v in values)
     assert started <= min(map(id_ms, values)) and max(map(id_ms, values)) <= finished
+
+
+def _generate_frozen(count: int, path: str) -> None:
+    time.time_ns = lambda: 1_800_000_000_000_000_000  # every ID of the same millisecond
+    _generate(count, path)
+
+
+@pytest.mark.proc
+def test_forked_children_never_reuse_the_random_bytes_their_parent_read_ahead(
+    tmp_path: Path,
+) -> None:
+    """The random bits are read ahead for many IDs at once: a child forked mid-way through that
+    pool must discard it, or it would issue its parent's next IDs (with a frozen clock, the
+    random bits are all that tells IDs apart)."""
+    new_correlation_id()  # the parent's pool is now read part-way
+    context = multiprocessing.get_context("fork")
+    paths = [str(tmp_path / f"ids-{n}.txt") for n in range(3)]
+    workers = [context.Process(target=_generate_frozen, args=(600, p)) for p in paths]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=60)
+        assert worker.exitcode == 0
+    values = [v for p in paths for v in Path(p).read_text(encoding="ascii").split("\n")]
+    parent = [new_correlation_id()[12:] for _ in range(600)]
+    assert len(values) == 1800
+    assert len({v[12:] for v in values} | set(parent)) == 2400
+
+
+def test_threads_issuing_ids_at_once_never_share_random_bits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(time, "time_ns", lambda: 1_800_000_000_000_000_000)
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible, mid-ID included
+    try:
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            batches = list(
+                pool.map(lambda _: [new_correlation_id() for _ in range(5000)], range(8))
+            )
+    finally:
+        sys.setswitchinterval(previous)
+    values = [v for batch in batches for v in batch]
+    assert len(set(values)) == len(values) == 40_000
 
 
 # -- the validator ----------------------------------------------------------------------------
