@@ -160,6 +160,11 @@ def build(variant: str, log_dir: str = LOG_DIR) -> FastAPI:
             logger.error("out of stock", internal_code=39999)
         raise HTTPException(409, "This product is out of stock.")
 
+    @app.get("/silent/{item_id}")
+    async def silent(item_id: int) -> dict[str, int]:
+        # The stack alone: the endpoint logs nothing of its own (bare FastAPI never does).
+        return {"item_id": item_id}
+
     @app.get("/bench/gc")  # last: the measured routes are matched first, as before
     async def collections() -> list[int]:
         # Read by the HTTP harness around each wrk run (tests.bench._http.GC_PATH).

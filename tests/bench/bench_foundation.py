@@ -1,7 +1,9 @@
 """Throughput of foundation's request stack and of its JSON log writer, against peers.
 
 1. ``http``: requests per second through uvicorn (one worker, wrk on loopback) of an endpoint
-   that logs one line, success path (200) and error path (409 from a domain error): bare
+   that logs one line (success, 200), the same endpoint logging nothing (silent: the stack
+   alone), and the error path (409 from a domain error), with the server's own CPU time per
+   request and its garbage collections (``tests.bench._http``): bare
    FastAPI (no logging), foundation's stack (metrics off, then everything on), and the stack
    people assemble today (asgi-correlation-id + pure ASGI access log + Loguru
    ``serialize=True``). Variants alternate; medians of rounds.
@@ -28,7 +30,9 @@ from tests.bench._asgi import cpu_per_request
 from tests.bench._http import alternate, report
 
 APP = "tests.bench.apps_foundation:app"
-PATHS = {"success": "/items/1", "error": "/fail/1"}
+# success: the endpoint logs one line of its own; silent: it logs nothing, so only the stack
+# (correlation, trace context, access line, handlers, metrics) is measured; error: a 409.
+PATHS = {"success": "/items/1", "silent": "/silent/1", "error": "/fail/1"}
 RECORDS = 5_000
 # In-process rows: bare, each layer alone, then everything on (the uvicorn variants' apps).
 ASGI_ROWS = (
