@@ -2,7 +2,9 @@
 
 * :class:`LatencyAccumulator` — fed one access line at a time (:meth:`~LatencyAccumulator.add`)
   with its route, ``duration_ms``, status, ID and time; keeps every duration (8 bytes each, so
-  percentiles are exact) and the ``limit`` slowest requests; mergeable across processes.
+  percentiles are exact) and the ``limit`` slowest requests; mergeable across processes (a
+  worker :meth:`~LatencyAccumulator.seal` s its durations into sorted runs first, so the sorting
+  is done on every core and the parent only selects ranks across runs: :func:`ranked`).
 * :meth:`LatencyAccumulator.report` — a :class:`LatencyReport`: per route the count, p50, p95,
   p99 and max by the **nearest-rank** method (:func:`nearest_rank`: the smallest duration with at
   least p % of the requests at or below it — always a duration that was logged, never an
@@ -14,6 +16,7 @@ from __future__ import annotations
 import heapq
 import math
 from array import array
+from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +28,7 @@ __all__ = [
     "RouteLatency",
     "SlowRequest",
     "nearest_rank",
+    "ranked",
 ]
 
 PERCENTILES = (50, 95, 99)
@@ -36,6 +40,31 @@ def nearest_rank(ordered: Sequence[float], percent: float) -> float:
         return math.nan
     rank = max(1, math.ceil(percent / 100 * len(ordered)))
     return ordered[rank - 1]
+
+
+#: Above this many sorted runs of one route, they are merged and sorted instead of selected from.
+_SELECT_MAX_RUNS = 16
+
+
+def ranked(runs: Sequence[Sequence[float]], rank: int) -> float:
+    """The ``rank``-th smallest value (1-based) of the union of ascending ``runs``: in each run,
+    the first value with at least ``rank`` values at or below it over all runs (a binary
+    search); the smallest of those is the answer."""
+    if len(runs) == 1:
+        return runs[0][rank - 1]
+    best = math.inf
+    for run in runs:
+        lo, hi = 0, len(run)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            value = run[mid]
+            if sum(bisect_right(other, value) for other in runs) >= rank:
+                hi = mid
+            else:
+                lo = mid + 1
+        if lo < len(run) and run[lo] < best:
+            best = run[lo]
+    return best
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +130,8 @@ class LatencyAccumulator:
     until: float | None = None
     route: str | None = None
     durations: dict[str, array[float]] = field(default_factory=dict)
+    #: Durations already sorted (:meth:`seal`), per route: runs of different processes.
+    runs: dict[str, list[array[float]]] = field(default_factory=dict)
     # A min-heap of (duration, tie-breaker, request): its smallest is the first to drop.
     _slowest: list[tuple[float, int, SlowRequest]] = field(default_factory=list)
     _seen: int = 0
@@ -120,6 +151,17 @@ class LatencyAccumulator:
         if self.limit <= 0:
             return math.inf
         return self._slowest[0][0] if len(self._slowest) >= self.limit else -math.inf
+
+    def durations_of(self, route: str, template: str | None) -> array[float] | None:
+        """The durations of ``route`` for a scan to append to, or None when ``--route`` leaves it
+        out. Only for requests that :meth:`wants` and that are not slower than
+        :meth:`slowest_floor` (those go through :meth:`add`)."""
+        if self.route is not None and self.route not in (route, template):
+            return None
+        values = self.durations.get(route)
+        if values is None:
+            values = self.durations[route] = array("d")
+        return values
 
     def add(
         self,
@@ -148,6 +190,13 @@ class LatencyAccumulator:
             request = SlowRequest(duration_ms, route, status, correlation_id, ts)
             heapq.heapreplace(self._slowest, (duration_ms, -self._seen, request))
 
+    def seal(self) -> None:
+        """Sort the durations into runs (in a worker, before the parent merges it)."""
+        for route, values in self.durations.items():
+            if values:
+                self.runs.setdefault(route, []).append(array("d", sorted(values)))
+        self.durations = {}
+
     def merge(self, other: LatencyAccumulator) -> None:
         for route, values in other.durations.items():
             mine = self.durations.get(route)
@@ -155,6 +204,8 @@ class LatencyAccumulator:
                 self.durations[route] = values
             else:
                 mine.extend(values)
+        for route, runs in other.runs.items():
+            self.runs.setdefault(route, []).extend(runs)
         for duration, _, request in other._slowest:
             self._seen += 1
             if len(self._slowest) < self.limit:
@@ -164,10 +215,23 @@ class LatencyAccumulator:
 
     def report(self) -> LatencyReport:
         rows = []
-        for route, values in self.durations.items():
-            ordered = sorted(values)
-            p50, p95, p99 = (nearest_rank(ordered, p) for p in PERCENTILES)
-            rows.append(RouteLatency(route, len(ordered), p50, p95, p99, ordered[-1]))
+        for route in {**self.durations, **self.runs}:
+            runs: list[Sequence[float]] = list(self.runs.get(route, ()))
+            values = self.durations.get(route)
+            if values:
+                runs.append(sorted(values))
+            if len(runs) > _SELECT_MAX_RUNS:
+                merged: list[float] = []
+                for run in runs:
+                    merged.extend(run)
+                merged.sort()
+                runs = [merged]
+            count = sum(len(run) for run in runs)
+            if not count:
+                continue
+            p50, p95, p99 = (ranked(runs, max(1, math.ceil(p / 100 * count))) for p in PERCENTILES)
+            longest = max(run[-1] for run in runs if run)
+            rows.append(RouteLatency(route, count, p50, p95, p99, longest))
         rows.sort(key=lambda r: (-r.p99_ms, -r.count, r.route))
         slowest = sorted(
             (request for _, _, request in self._slowest),

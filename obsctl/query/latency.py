@@ -3,12 +3,16 @@
 :func:`collect_latency` returns a :class:`~obsctl.analysis.latency.LatencyAccumulator` and the
 number of records read, so a caller can tell "no access line in these logs" (a shape that
 writes none) from "none in the window". Lines are found by the bytes ``"request finished"``
-(the quoted message is one JSON string in every shape), then parsed: foundation's own lines
-straight with orjson, the other shapes by their readers.
+(the quoted message is one JSON string in every shape). foundation's own lines are read from
+their bytes (:mod:`obsctl.readers.access`: the route parts checked once per distinct value and
+cached, the duration read with ``float``); any other line, and a request that may be among the
+slowest, is parsed (orjson, or the shape's reader). Each task sorts its durations before they
+are sent to the parent.
 """
 
 from __future__ import annotations
 
+import mmap
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,12 +31,26 @@ from obsctl.query.scan import (
     plan_tasks,
     searchable,
 )
+from obsctl.readers.access import (
+    DURATION_KEY,
+    MESSAGE_KEY,
+    TAIL_PARTS,
+    TAIL_SEPARATOR,
+    V1_START,
+    route_of,
+)
 from obsctl.readers.fields import NO_MAP, FieldMap
 from obsctl.readers.parse import as_int, parse_records_checked, ts_to_epoch
 from obsctl.readers.prefilter import ACCESS_NEEDLE
-from obsctl.sources.files import Damage, LogFile, iter_blocks
+from obsctl.sources.files import Buffer, Damage, LogFile, iter_blocks
 
 __all__ = ["LatencyScan", "collect_latency"]
+
+#: Distinct route parts a task remembers (beyond: checked again on every line).
+ROUTES_CACHED = 4096
+
+_UNSEEN = object()
+_NOT_FAST = object()  # route parts foundation does not write: the line goes to the parser
 
 
 @dataclass
@@ -80,10 +98,13 @@ class _LatencyWork:
     def __init__(self, template: LatencyAccumulator, fields: FieldMap) -> None:
         self.template = template
         self.fields = fields
+        # Validated route parts → the task's durations of that route.
+        self._routes: dict[tuple[bytes, bytes, bytes], Any] = {}
 
     def __call__(self, task: Task) -> LatencyScan:
         t = self.template
         scan = LatencyScan(LatencyAccumulator(t.limit, t.since, t.until, t.route))
+        self._routes = {}  # its values are this task's arrays
         source = task.log.path
         for buf, lo, hi, _ in iter_blocks(task.log, scan.damage, start=task.start, end=task.end):
             text = searchable(buf)
@@ -92,72 +113,108 @@ class _LatencyWork:
                 if self.fields.maps("message"):
                     for start, end in _lines_with(text, lo, hi, ()):
                         self._line(scan, bytes(view[start:end]), source)
+                elif self.fields:  # --map may name any key: every access line is parsed
+                    for start, end in _lines_with(text, lo, hi, (ACCESS_NEEDLE,)):
+                        self._line(scan, bytes(view[start:end]), source)
                 else:
-                    self._block(scan, text, view, span=(lo, hi), source=source)
+                    self._block(scan, text, buf, span=(lo, hi), source=source)
             finally:
                 view.release()
                 del text  # before the generator closes the mmap window
+        scan.accumulator.seal()  # sorted here, on this task's core
         return scan
 
     def _block(
         self,
         scan: LatencyScan,
         text: Searchable,
-        view: memoryview,
+        buf: Buffer,
         *,
         span: tuple[int, int],
         source: str,
     ) -> None:
-        """The hot loop: one orjson parse per access line, nothing else for foundation's own
-        lines unless a window is set or the request may be among the slowest."""
+        """The hot loop. A schema-v1 access line is read from its bytes (:mod:`~obsctl.readers.
+        access`): its tail parts are looked up in caches of the parts already validated (the
+        route's counts, the duration's number), and the request counted; anything else, and any
+        request that may be among the slowest, goes through the full parser (:meth:`_line`)."""
         lo, hi = span
         accumulator = scan.accumulator
-        durations = accumulator.durations
+        wants = accumulator.wants
         windowed = accumulator.since is not None or accumulator.until is not None
-        fast = not self.fields and accumulator.route is None and not windowed
-        loads, decode_error = orjson.loads, orjson.JSONDecodeError
+        # A mapped window slices to bytes; a read() buffer is a bytearray (not hashable): copied.
+        mapped = buf if isinstance(buf, mmap.mmap) else None
+        routes = self._routes
         find, rfind = text.find, text.rfind
-        by_pair: dict[tuple[object, object], array[float]] = {}
+        needle, separator, message, number = (
+            ACCESS_NEEDLE,
+            TAIL_SEPARATOR,
+            MESSAGE_KEY,
+            DURATION_KEY,
+        )
+        back, skip = len(MESSAGE_KEY), len(DURATION_KEY)
         floor = accumulator.slowest_floor()
         seen = 0
         pos = lo
         try:
             while True:
-                hit = find(ACCESS_NEEDLE, pos, hi)
+                hit = find(needle, pos, hi)
                 if hit < 0:
                     return
                 start = rfind(b"\n", lo, hit) + 1 or lo
                 end = find(b"\n", hit, hi)
                 pos = end + 1
-                line = view[start:end]
-                if fast:
-                    try:
-                        doc = loads(line)
-                    except decode_error:
-                        doc = None
-                    if type(doc) is dict and "correlation_id" in doc and "ts" in doc:
-                        duration = doc.get("duration_ms")
-                        if doc.get("message") != ACCESS_MESSAGE or not isinstance(
-                            duration, int | float
-                        ):
-                            continue
-                        seen += 1
-                        pair = (doc.get("method"), doc.get("route") or doc.get("path"))
-                        values = by_pair.get(pair)
-                        if values is None:
-                            key, _ = _route_key(*pair)
-                            values = by_pair[pair] = durations.setdefault(key, array("d"))
-                        if duration > floor:  # may be among the slowest: add() keeps details
-                            _add(scan, doc, None, counted=True)
-                            floor = accumulator.slowest_floor()
-                        else:
-                            values.append(duration)
+                line = mapped[start:end] if mapped is not None else bytes(buf[start:end])
+                try:
+                    head, method, _path, route, status, tail = line.rsplit(separator, TAIL_PARTS)
+                    values = routes.get((method, route, status), _UNSEEN)
+                    if values is _UNSEEN:
+                        values = self._route(accumulator, method, route, status)
+                    if (
+                        values is _NOT_FAST
+                        or head.find(b"{", 1) >= 0  # one object: a torn line holds two
+                        or not line.startswith(message, hit - start - back)
+                        or not tail.startswith(number)
+                        or not tail.endswith(b"}")
+                        or not line.isascii()
+                    ):
+                        raise ValueError
+                    duration = float(tail[skip:-1])
+                except ValueError:  # fewer parts, or not the writer's bytes: the parser tells
+                    self._line(scan, line, source)
+                    continue
+                if windowed:
+                    epoch = _v1_epoch(line)
+                    if epoch is None:
+                        self._line(scan, line, source)
                         continue
-                self._line(scan, bytes(line), source)
+                    if not wants(epoch):
+                        seen += 1
+                        continue
+                seen += 1
+                if values is None:  # another route than --route's
+                    continue
+                if duration > floor:  # may be among the slowest: the parser keeps its details
+                    self._line(scan, line, source, counted=True)
+                    floor = accumulator.slowest_floor()
+                else:
+                    values.append(duration)
         finally:
             scan.access_lines += seen
 
-    def _line(self, scan: LatencyScan, line: bytes, source: str) -> None:
+    def _route(
+        self, accumulator: LatencyAccumulator, method: bytes, route: bytes, status: bytes
+    ) -> array[float] | object | None:
+        """The durations of a line's route (None: not ``--route``'s; ``_NOT_FAST``: route parts
+        foundation does not write, for the parser), remembered for the next line."""
+        named = route_of(method, route, status)
+        found: array[float] | object | None = _NOT_FAST
+        if named is not None:
+            found = accumulator.durations_of(*named)
+        if len(self._routes) < ROUTES_CACHED:
+            self._routes[(method, route, status)] = found
+        return found
+
+    def _line(self, scan: LatencyScan, line: bytes, source: str, *, counted: bool = False) -> None:
         if not self.fields:
             try:
                 doc = orjson.loads(line)
@@ -165,13 +222,22 @@ class _LatencyWork:
                 doc = None
             if isinstance(doc, dict) and "correlation_id" in doc and "ts" in doc:
                 ts = doc["ts"]
-                _add(scan, doc, ts_to_epoch(ts) if isinstance(ts, str) else None)
+                _add(scan, doc, ts_to_epoch(ts) if isinstance(ts, str) else None, counted=counted)
                 return
         records, reason = parse_records_checked(line, fields=self.fields, own_lines=False)
         if reason is not None:
             scan.damage.line(reason, source)
         for record in records:
-            _add(scan, record.data, record.epoch)
+            _add(scan, record.data, record.epoch, counted=counted)
+
+
+def _v1_epoch(line: bytes) -> float | None:
+    """The time of a schema-v1 line (which starts ``{"ts":"``), None when unreadable here."""
+    close = line.find(b'"', len(V1_START))
+    ts = line[len(V1_START) : close]
+    if close < 0 or b"\\" in ts:
+        return None
+    return ts_to_epoch(ts.decode())
 
 
 def collect_latency(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from rich.console import Group, RenderableType
 from rich.table import Table
@@ -14,7 +15,9 @@ from rich.text import Text
 
 from obsctl.analysis.latency import LatencyReport
 from obsctl.render.logs import escape
-from obsctl.sources.prom_latency import ExemplarRow, PromLatencyRow
+
+if TYPE_CHECKING:  # the Prometheus client imports httpx (~80 ms): not for a table of files
+    from obsctl.sources.prom_latency import ExemplarRow, PromLatencyRow
 
 __all__ = ["render_latency", "render_prom_latency"]
 
