@@ -205,9 +205,33 @@ def _lines_with(
             yield max(start, lo), end
             pos = end + 1
     spans: set[tuple[int, int]] = set()
-    for needle in needles:
-        spans.update(_lines_with(buf, lo, hi, (needle,)))
+    for prefix, group in _needle_groups(needles):
+        if len(group) == 1:
+            spans.update(_lines_with(buf, lo, hi, group))
+            continue
+        # One pass for needles that differ only in their last byte (OTLP's eight error
+        # severities: two passes instead of eight); a hit counts when one of them is there.
+        pos = lo
+        while True:
+            hit = buf.find(prefix, pos, hi)
+            if hit < 0:
+                break
+            if not any(buf.find(needle, hit, hit + len(needle)) == hit for needle in group):
+                pos = hit + 1
+                continue
+            start = buf.rfind(b"\n", lo, hit) + 1
+            end = buf.find(b"\n", hit, hi)
+            spans.add((max(start, lo), end))
+            pos = end + 1
     yield from sorted(spans)
+
+
+def _needle_groups(needles: Sequence[bytes]) -> list[tuple[bytes, tuple[bytes, ...]]]:
+    """Needles grouped by all but their last byte: ``(shared prefix, needles)``."""
+    groups: dict[bytes, list[bytes]] = {}
+    for needle in needles:
+        groups.setdefault(needle[:-1] if len(needle) > 8 else needle, []).append(needle)
+    return [(prefix, tuple(group)) for prefix, group in groups.items()]
 
 
 # ---------------------------------------------------------------------------------------- trace

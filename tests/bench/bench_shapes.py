@@ -12,7 +12,8 @@ with hyperfine, page cache warm, in rounds that alternate the order of the comma
 
 Environment: ``OBS_BENCH_SHAPES_MB`` (size of the v1 file, default 256; the shaped files differ
 in size by their bytes per record), ``OBS_BENCH_ROUNDS`` (default 3), ``OBS_BENCH_DIR``,
-``OBS_BENCH_SHAPES`` (comma-separated shapes to time, e.g. ``v1,otlp``; default all). The table
+``OBS_BENCH_SHAPES`` (comma-separated shapes to time, e.g. ``v1,otlp``; default all: only those
+files are generated, with the v1 file they are rewritten from). The table
 also gives each command's CPU time (user + system, children included): on a shared machine the
 wall time of a two-process scan depends on what else runs, its CPU time much less.
 """
@@ -198,6 +199,7 @@ PER_RECORD: dict[str, Callable[[dict[str, Any]], bytes]] = {
     "ecs": _ecs,
     "loguru": _loguru,
 }
+ALL_SHAPES = ["v1", *PER_RECORD, "otlp"]
 #: What ``grep -c`` counts as the error lines of each shape (the bytes obsctl pre-filters on).
 ERROR_BYTES = {
     "v1": '"level":"ERROR"',
@@ -224,7 +226,8 @@ def _hyperfine(command: str, *, warmup: int) -> tuple[float, float]:
     return float(result["times"][0]), float(result["user"]) + float(result["system"])
 
 
-def _prepare(mb: int) -> tuple[dict[str, Path], str]:
+def _prepare(mb: int, shapes: list[str]) -> tuple[dict[str, Path], str]:
+    """The v1 file (always: the others are rewritten from it) and the files of ``shapes``."""
     directory = Path(os.environ.get("OBS_BENCH_DIR") or ROOT / "var" / "bench")
     directory.mkdir(parents=True, exist_ok=True)
     v1 = directory / f"shapes-{mb}mb.v1.jsonl"
@@ -234,7 +237,7 @@ def _prepare(mb: int) -> tuple[dict[str, Path], str]:
         info = generate(str(v1), mb << 20)
         meta.write_text(json.dumps({"id": info.middle_error_id}))
     paths = {"v1": v1}
-    for shape in [*PER_RECORD, "otlp"]:
+    for shape in [x for x in shapes if x != "v1"]:
         path = directory / f"shapes-{mb}mb.{shape}.jsonl"
         paths[shape] = path
         if path.exists() and path.stat().st_mtime >= v1.stat().st_mtime:
@@ -260,10 +263,11 @@ def main() -> None:
     mb = int(os.environ.get("OBS_BENCH_SHAPES_MB", "256"))
     only = os.environ.get("OBS_BENCH_SHAPES", "")  # e.g. "v1,otlp": only these questions
     rounds = int(os.environ.get("OBS_BENCH_ROUNDS", "3"))
-    paths, cid = _prepare(mb)
+    shapes = [x for x in ALL_SHAPES if not only or x in only.split(",")]
+    paths, cid = _prepare(mb, shapes)
     ob = shlex.quote(OBSCTL)
     cases: list[tuple[str, str, str]] = []  # (question, tool, command)
-    for shape in ["v1", *PER_RECORD, "otlp"]:  # v1: foundation's own, the reference
+    for shape in shapes:  # v1: foundation's own, the reference
         f = shlex.quote(str(paths[shape]))
         cases += [
             (f"trace {shape}", "obsctl", f"{ob} trace {cid} {f}"),
@@ -283,9 +287,9 @@ def main() -> None:
     if only:
         wanted = set(only.split(","))
         cases = [c for c in cases if c[0].split()[1] in wanted]
-    for path in paths.values():
+    for path in [paths[x] for x in shapes]:
         subprocess.run(["cat", str(path)], stdout=subprocess.DEVNULL, check=True)  # warm
-    sizes = ", ".join(f"{k} {p.stat().st_size / 2**20:.0f} MiB" for k, p in paths.items())
+    sizes = ", ".join(f"{k} {paths[k].stat().st_size / 2**20:.0f} MiB" for k in shapes)
     print(f"files: {sizes}; {rounds} rounds; cores {os.cpu_count()}", flush=True)
     times: dict[tuple[str, str], list[float]] = {(q, t): [] for q, t, _ in cases}
     cpu: dict[tuple[str, str], list[float]] = {(q, t): [] for q, t, _ in cases}
@@ -307,11 +311,14 @@ def main() -> None:
         ratio = ""
         if tool != "obsctl":
             ours = statistics.median(times[(question, "obsctl")])
+            ours_cpu = statistics.median(cpu[(question, "obsctl")])
+            peer_cpu = statistics.median(cpu[(question, tool)])
             ratio = f"{ours / median:.2f}"
             budget = budgets[question.split()[0]]
             verdicts.append(
                 f"  {'ok  ' if ours / median <= budget else 'MISS'} {question}: obsctl "
-                f"{ours:.3f} s vs {tool} {median:.3f} s ({ours / median:.2f}x, budget {budget}x)"
+                f"{ours:.3f} s vs {tool} {median:.3f} s ({ours / median:.2f}x, budget {budget}x;"
+                f" CPU {ours_cpu:.3f} s vs {peer_cpu:.3f} s)"
             )
         print(
             f"{question:<28} {tool:<8} {median:>9.3f} {min(times[(question, tool)]):>8.3f} "

@@ -287,6 +287,31 @@ def test_a_batch_line_longer_than_the_sniffed_head_still_gets_a_prefilter(tmp_pa
     assert error_needles(head, FieldMap())
 
 
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.lists(st.integers(1, 24), min_size=1, max_size=6).map(
+            lambda numbers: b",".join(b'{"severityNumber":%d}' % n for n in numbers)
+        ),
+        min_size=1,
+        max_size=30,
+    ),
+    st.booleans(),
+)
+def test_needles_searched_by_their_shared_prefix_find_the_same_lines(
+    lines: list[bytes], spaced: bool
+) -> None:
+    """OTLP's eight error severities are searched in two passes; each line holding one of them
+    is found, once, and no other."""
+    needles = tuple(b'"severityNumber":%d' % n for n in range(17, 25))
+    if spaced:
+        lines = [x.replace(b":", b": ") for x in lines]
+        needles = tuple(n.replace(b":", b": ") for n in needles)
+    text = b"\n".join(lines) + b"\n"
+    found = [text[a:b] for a, b in scan._lines_with(text, 0, len(text), needles)]
+    assert found == [x for x in lines if any(n in x for n in needles)]
+
+
 def _damaged(lines: list[bytes], draw: st.DrawFn) -> list[bytes]:
     out = []
     for line in lines:
