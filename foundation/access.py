@@ -65,16 +65,22 @@ class AccessLogMiddleware:
                 # No response at all, or one cut short after its status line (an error while
                 # streaming): the client did not get what the status said, so it counts as 500.
                 status = 500
-            duration_ms = round((time.perf_counter() - start) * 1000.0, 3)
-            config = current_logging()
-            if config is None or not config.access(
-                ACCESS_MESSAGE, __name__, method, path, route, status, duration_ms
-            ):
-                fields = {
-                    "method": method,
-                    "path": path,
-                    "route": route,
-                    "status": status,
-                    "duration_ms": duration_ms,
-                }
-                log_record("INFO", ACCESS_MESSAGE, __name__, fields)
+            write_access_line(method, path, route, status, time.perf_counter() - start)
+
+
+def write_access_line(method: str, path: str, route: str, status: int, seconds: float) -> None:
+    """The request's one ``request finished`` line (foundation's direct path when its JSON
+    sinks are Loguru's only handlers, through Loguru otherwise)."""
+    duration_ms = round(seconds * 1000.0, 3)
+    config = current_logging()
+    if config is None or not config.access(
+        ACCESS_MESSAGE, __name__, method, path, route, status, duration_ms
+    ):
+        fields = {
+            "method": method,
+            "path": path,
+            "route": route,
+            "status": status,
+            "duration_ms": duration_ms,
+        }
+        log_record("INFO", ACCESS_MESSAGE, __name__, fields)

@@ -319,21 +319,30 @@ class CatchAllMiddleware:
             # the access line records 499.
             return
         except Exception as exc:
-            _log_unhandled(exc)
-            app = scope.get("app")
-            _observe(app, type(exc).__name__, AppException.internal_code, 500)
-            _report_unhandled(app, exc, scope)
-            if started:
-                # Too late for a 500: the status line is gone. Close the stream; the client
-                # sees a truncated response. Re-raising would log the traceback twice.
-                return
-            content, media_type = error_body(
-                http_code=500,
-                message=INTERNAL_ERROR_MESSAGE,
-                code=AppException.internal_code,
-                options=_options(app),
-            )
-            await Response(content, status_code=500, media_type=media_type)(scope, receive, send)
+            await answer_unhandled(exc, scope, receive, send, started=started)
+
+
+async def answer_unhandled(
+    exc: Exception, scope: Scope, receive: Receive, send: Send, *, started: bool
+) -> None:
+    """What the catch-all does with an exception that reached it: log it once (with its
+    traceback), count and report it, and answer the 500 envelope if the response has not
+    started."""
+    _log_unhandled(exc)
+    app = scope.get("app")
+    _observe(app, type(exc).__name__, AppException.internal_code, 500)
+    _report_unhandled(app, exc, scope)
+    if started:
+        # Too late for a 500: the status line is gone. Close the stream; the client sees a
+        # truncated response. Re-raising would log the traceback twice.
+        return
+    content, media_type = error_body(
+        http_code=500,
+        message=INTERNAL_ERROR_MESSAGE,
+        code=AppException.internal_code,
+        options=_options(app),
+    )
+    await Response(content, status_code=500, media_type=media_type)(scope, receive, send)
 
 
 def add_exception_handlers(
@@ -342,12 +351,14 @@ def add_exception_handlers(
     expose_codes: bool = True,
     problem_json: bool = False,
     header_name: str = DEFAULT_HEADER,
+    catch_all: bool = True,
 ) -> None:
     """Register foundation's handlers and the catch-all on ``app``.
 
     Call before adding the correlation-ID middleware (``foundation.setup`` does this in order):
     middleware added later wraps what was added earlier. The app's OpenAPI document then
-    describes these error responses (``foundation.openapi``).
+    describes these error responses (``foundation.openapi``). ``catch_all=False`` leaves the
+    catch-all to a layer that includes it (``foundation.observe.RequestObserver``).
     """
     app.state.foundation_errors = ErrorOptions(
         expose_codes=expose_codes, problem_json=problem_json, header_name=header_name
@@ -356,5 +367,6 @@ def add_exception_handlers(
     app.add_exception_handler(RequestValidationError, validation_exception_handler)
     app.add_exception_handler(StarletteHTTPException, http_exception_handler)
     app.add_exception_handler(Exception, server_error_handler)
-    app.add_middleware(CatchAllMiddleware)
+    if catch_all:
+        app.add_middleware(CatchAllMiddleware)
     document_errors(app)

@@ -99,7 +99,7 @@ DB_BUCKETS: Final[tuple[float, ...]] = (
     10.0,
 )
 DB_OUTCOMES: Final = ("commit", "rollback", "error")
-_KNOWN_METHODS: Final = frozenset(
+KNOWN_METHODS: Final = frozenset(
     ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT")
 )
 _MARKER: Final = ".foundation-server"
@@ -474,9 +474,9 @@ class MetricsMiddleware:
             return
         method: str = scope["method"]
         if scope["path"] == self.path and method in ("GET", "HEAD"):
-            await self._serve(scope, send)
+            await serve_metrics(self.metrics, scope, send)
             return
-        if method not in _KNOWN_METHODS:
+        if method not in KNOWN_METHODS:
             method = "OTHER"
         # route_template needs root_path as it was before any Mount extended it.
         root_path: str = scope.get("root_path", "")
@@ -517,36 +517,35 @@ class MetricsMiddleware:
             route = route_template(scope, root_path)
             http.finished(method, route, status, now - started, now)
 
-    async def _serve(self, scope: Scope, send: Send) -> None:
-        accept = ""
-        accept_encoding = ""
-        for name, value in scope["headers"]:
-            if name == b"accept":
-                accept = (
-                    f"{accept},{value.decode('latin-1')}" if accept else value.decode("latin-1")
-                )
-            elif name == b"accept-encoding":
-                accept_encoding += "," + value.decode("latin-1")
-        names = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("name[]", [])
-        try:
-            # Collection takes locks and, in multiprocess mode, reads every worker's files:
-            # keep it off the event loop.
-            body, content_type = await anyio.to_thread.run_sync(self.metrics.render, accept, names)
-        except MultiprocessConfigError as exc:
-            body, content_type = f"{exc}\n".encode(), "text/plain; charset=utf-8"
-            headers = [(b"content-type", content_type.encode())]
-            await send({"type": "http.response.start", "status": 500, "headers": headers})
-            await send({"type": "http.response.body", "body": body})
-            return
-        headers = [(b"content-type", content_type.encode()), (b"vary", b"Accept, Accept-Encoding")]
-        if gzip_accepted(accept_encoding):
-            body = gzip.compress(body, compresslevel=6)
-            headers.append((b"content-encoding", b"gzip"))
-        headers.append((b"content-length", str(len(body)).encode()))
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send(
-            {"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body}
-        )
+
+async def serve_metrics(metrics: AppMetrics, scope: Scope, send: Send) -> None:
+    """Answer a GET or HEAD of the metrics path (content negotiation and gzip as Prometheus
+    asks)."""
+    accept = ""
+    accept_encoding = ""
+    for name, value in scope["headers"]:
+        if name == b"accept":
+            accept = f"{accept},{value.decode('latin-1')}" if accept else value.decode("latin-1")
+        elif name == b"accept-encoding":
+            accept_encoding += "," + value.decode("latin-1")
+    names = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("name[]", [])
+    try:
+        # Collection takes locks and, in multiprocess mode, reads every worker's files:
+        # keep it off the event loop.
+        body, content_type = await anyio.to_thread.run_sync(metrics.render, accept, names)
+    except MultiprocessConfigError as exc:
+        body, content_type = f"{exc}\n".encode(), "text/plain; charset=utf-8"
+        headers = [(b"content-type", content_type.encode())]
+        await send({"type": "http.response.start", "status": 500, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+        return
+    headers = [(b"content-type", content_type.encode()), (b"vary", b"Accept, Accept-Encoding")]
+    if gzip_accepted(accept_encoding):
+        body = gzip.compress(body, compresslevel=6)
+        headers.append((b"content-encoding", b"gzip"))
+    headers.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
 
 
 class _App(Protocol):
@@ -563,18 +562,22 @@ def install_metrics(
     database: HasTransactionObservers | None = None,
     buckets: Iterable[float] = HTTP_BUCKETS,
     process_metrics: bool = True,
+    middleware: bool = True,
 ) -> AppMetrics:
     """Add the metrics middleware and ``path`` to ``app`` and wire the observers.
 
     Sets ``app.state.foundation_exception_observer`` (read by the exception handlers) and
     ``app.state.foundation_metrics``; appends to ``database.transaction_observers`` when a
     database is given. Call it where the middleware belongs in the stack (Starlette's
-    ``add_middleware`` puts the latest addition outermost).
+    ``add_middleware`` puts the latest addition outermost). ``middleware=False`` wires the
+    rest only, for a layer that records the requests and serves ``path`` itself
+    (``foundation.observe.RequestObserver``, which ``setup`` installs).
     """
     if getattr(app.state, "foundation_metrics", None) is not None:
         raise RuntimeError("metrics are already installed on this app")
     metrics = create_metrics(registry=registry, buckets=buckets, process_metrics=process_metrics)
-    app.add_middleware(MetricsMiddleware, metrics=metrics, path=path)
+    if middleware:
+        app.add_middleware(MetricsMiddleware, metrics=metrics, path=path)
     app.state.foundation_metrics = metrics
     app.state.foundation_exception_observer = metrics.observe_exception
     if database is not None:

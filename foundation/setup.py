@@ -2,10 +2,11 @@
 
 Each keyword option can also come from ``FOUNDATION_<OPTION>`` (an explicit argument wins).
 Middleware order, outermost first: correlation ID and trace context → access line → metrics →
-catch-all → FastAPI's exception middleware → routes. The correlation ID and the request's span
-are therefore set before anything logs, and the access line and metrics see the final status,
-the catch-all's 500 included. An OpenTelemetry FastAPI instrumentation goes outside all of
-them when ``instrument_app`` is called after ``setup``.
+catch-all → FastAPI's exception middleware → routes, the middle three as one layer
+(``foundation.observe.RequestObserver``: one wrapper per request instead of three). The
+correlation ID and the request's span are therefore set before anything logs, and the access
+line and metrics see the final status, the catch-all's 500 included. An OpenTelemetry FastAPI
+instrumentation goes outside all of them when ``instrument_app`` is called after ``setup``.
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ from typing import Any
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
-from foundation.access import AccessLogMiddleware
 from foundation.correlation import DEFAULT_HEADER, StrictCorrelationIdMiddleware
 from foundation.handlers import add_exception_handlers
 from foundation.logging import DEFAULT_MAX_FIELD_CHARS, DEFAULT_REDACT, configure_logging
 from foundation.metrics import HasTransactionObservers, install_metrics
+from foundation.observe import RequestObserver
 from foundation.openapi import document_errors
 from foundation.sentry import install_sentry
 
@@ -153,16 +154,27 @@ def setup(
         expose_codes=settings.expose_error_codes,
         problem_json=settings.problem_json,
         header_name=settings.request_id_header,
+        catch_all=False,
     )
     document_errors(app, database=True if database is not None else None)
     install_sentry(app, client_errors=settings.sentry_client_errors, redact=settings.log_redact)
+    metrics = None
     if settings.metrics:
-        # Between the catch-all and the access line: it sees the catch-all's 500s.
-        install_metrics(
-            app, registry=metrics_registry, path=settings.metrics_path, database=database
+        metrics = install_metrics(
+            app,
+            registry=metrics_registry,
+            path=settings.metrics_path,
+            database=database,
+            middleware=False,
         )
-    if settings.access_log:
-        app.add_middleware(AccessLogMiddleware, exclude_paths=(settings.metrics_path,))
+    # The access line, the metrics and the catch-all in one layer, in that order of nesting.
+    app.add_middleware(
+        RequestObserver,
+        access=settings.access_log,
+        exclude_paths=(settings.metrics_path,),
+        metrics=metrics,
+        metrics_path=settings.metrics_path,
+    )
     app.add_middleware(StrictCorrelationIdMiddleware, header_name=settings.request_id_header)
     app.state.foundation_settings = settings
     return settings

@@ -13,6 +13,7 @@ import pytest
 from fastapi import FastAPI
 
 import foundation
+from foundation.handlers import INTERNAL_ERROR_MESSAGE
 from foundation.setup import FoundationSettings, SettingError, resolve_settings
 from tests.foundation import apps
 from tests.foundation.conftest import client_for
@@ -151,29 +152,44 @@ def _middleware(app: FastAPI) -> list[str]:
     return [getattr(m.cls, "__name__", "") for m in app.user_middleware]
 
 
+def test_middleware_order_outermost_first(log_dir: Path) -> None:
+    """The correlation ID outside one layer for the access line, the metrics and the catch-all."""
+    app = apps.build_app(env={}, log_dir=str(log_dir), log_stdout=False)
+    assert _middleware(app) == ["StrictCorrelationIdMiddleware", "RequestObserver"]
+
+
 @pytest.mark.parametrize(
-    ("options", "expected"),
+    ("options", "lines", "metrics"),
     [
-        (
-            {},
-            [
-                "StrictCorrelationIdMiddleware",
-                "AccessLogMiddleware",
-                "MetricsMiddleware",
-                "CatchAllMiddleware",
-            ],
-        ),
-        (
-            {"metrics": False, "access_log": False},
-            ["StrictCorrelationIdMiddleware", "CatchAllMiddleware"],
-        ),
+        ({}, True, True),
+        ({"access_log": False}, False, True),
+        ({"metrics": False}, True, False),
+        ({"metrics": False, "access_log": False}, False, False),
     ],
 )
-def test_middleware_order_outermost_first(
-    log_dir: Path, options: dict[str, Any], expected: list[str]
+async def test_access_line_and_metrics_follow_their_options(
+    log_dir: Path, options: dict[str, Any], lines: bool, metrics: bool
 ) -> None:
-    app = apps.build_app(env={}, log_dir=str(log_dir), log_stdout=False, **options)
-    assert _middleware(app) == expected
+    """Each part of the one layer is on or off by its own option; the catch-all always is."""
+    app = apps.build_app(
+        env={}, log_dir=str(log_dir), log_stdout=False, log_compression=None, **options
+    )
+    async with client_for(app) as http:
+        assert (await http.get("/ok")).status_code == 200
+        crashed = await http.get("/boom")
+        exposition = await http.get("/metrics")
+    assert crashed.status_code == 500 and crashed.json()["message"] == INTERNAL_ERROR_MESSAGE
+    access = [
+        (r["route"], r["status"])
+        for r in read_records(log_dir)
+        if r["message"] == "request finished"
+    ]
+    # /metrics never has an access line, whether served (metrics on) or a 404 (off).
+    assert access == ([("/ok", 200), ("/boom", 500)] if lines else [])
+    if metrics:
+        assert 'http_requests_total{method="GET",route="/boom",status="500"} 1.0' in exposition.text
+    else:
+        assert exposition.status_code == 404
 
 
 async def test_the_order_shows_in_what_the_user_sees(log_dir: Path) -> None:
