@@ -13,6 +13,7 @@ the local zone of the machine running obsctl (set ``TZ`` to the writer's zone wh
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -146,15 +147,14 @@ def lookup(doc: dict[str, Any], key: str) -> Any:
     value = doc.get(key)
     if value is not None or "." not in key:
         return value
+    runs = _literal_runs(key)
     node: Any = doc
-    parts = key.split(".")
     index = 0
-    while index < len(parts):
+    while index < len(runs):
         if not isinstance(node, dict):
             return None
-        # A dotted key may be literal at any depth: try the longest literal run first.
-        for end in range(len(parts), index, -1):
-            candidate = ".".join(parts[index:end])
+        # A dotted key may be literal at any depth: the longest literal run first.
+        for candidate, end in runs[index]:
             if candidate in node:
                 node = node[candidate]
                 index = end
@@ -162,6 +162,18 @@ def lookup(doc: dict[str, Any], key: str) -> Any:
         else:
             return None
     return node
+
+
+@functools.cache
+def _literal_runs(key: str) -> tuple[tuple[tuple[str, int], ...], ...]:
+    """For each part of a dotted key, the keys it may start, longest first, each with the index
+    of the part after it (``lookup`` ran these joins for every record: ECS's ``errors top``
+    spent a third of its time in them)."""
+    parts = key.split(".")
+    return tuple(
+        tuple((".".join(parts[start:end]), end) for end in range(len(parts), start, -1))
+        for start in range(len(parts))
+    )
 
 
 def exception_from_text(

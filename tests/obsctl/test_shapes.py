@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from obsctl.analysis.analyse import RecordFilter
 from obsctl.query import scan
-from obsctl.readers.fields import FieldMap, level_name, otlp_level, utc_ts
+from obsctl.readers.fields import FieldMap, level_name, lookup, otlp_level, utc_ts
 from obsctl.readers.parse import parse_records_checked
 from obsctl.readers.prefilter import error_needles
 from obsctl.sources.files import Damage, expand_paths
@@ -310,6 +310,26 @@ def test_needles_searched_by_their_shared_prefix_find_the_same_lines(
     text = b"\n".join(lines) + b"\n"
     found = [text[a:b] for a, b in scan._lines_with(text, 0, len(text), needles)]
     assert found == [x for x in lines if any(n in x for n in needles)]
+
+
+@pytest.mark.parametrize(
+    ("doc", "found"),
+    [
+        ({"http.request.id": "a"}, "a"),
+        ({"http": {"request": {"id": "b"}}}, "b"),
+        ({"http": {"request.id": "c"}}, "c"),
+        ({"http.request": {"id": "d"}}, "d"),
+        ({"http": {"request": {"id": None}}, "http.request": {"id": "e"}}, "e"),
+        ({"http": {"request": "f"}}, None),
+        ({"http": {"response": {"id": "g"}}}, None),
+        ({"http.request.id": None, "http": {"request": {"id": "h"}}}, None),
+    ],
+)
+def test_a_dotted_key_is_found_literal_nested_or_mixed(
+    doc: dict[str, object], found: object
+) -> None:
+    """The longest literal run first, at every depth (ECS writes both spellings)."""
+    assert lookup(doc, "http.request.id") == found
 
 
 def _damaged(lines: list[bytes], draw: st.DrawFn) -> list[bytes]:
