@@ -116,23 +116,30 @@ def _generate(count: int, path: str) -> None:
         out.write("\n".join(new_correlation_id() for _ in range(count)))
 
 
+def _ids_from_forked_children(
+    tmp_path: Path, target: Callable[[int, str], None], *, children: int, each: int
+) -> list[str]:
+    """The IDs that ``children`` processes forked from this one issued, ``each`` apiece."""
+    context = multiprocessing.get_context("fork")
+    paths = [str(tmp_path / f"ids-{n}.txt") for n in range(children)]
+    workers = [context.Process(target=target, args=(each, p)) for p in paths]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=60)
+        assert worker.exitcode == 0
+    return [v for p in paths for v in Path(p).read_text(encoding="ascii").split("\n")]
+
+
 @pytest.mark.proc
 def test_a_million_ids_from_two_forked_processes_are_unique_and_well_formed(
     tmp_path: Path,
 ) -> None:
     """Two workers forked from one parent (as uvicorn/gunicorn workers are) share no random
     stream: 2 x 500,000 IDs, no duplicate, every one a v7 with a time inside the run."""
-    context = multiprocessing.get_context("fork")
     started = time.time_ns() // 1_000_000
-    paths = [str(tmp_path / f"ids-{n}.txt") for n in range(2)]
-    workers = [context.Process(target=_generate, args=(500_000, p)) for p in paths]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(timeout=60)
-        assert worker.exitcode == 0
+    values = _ids_from_forked_children(tmp_path, _generate, children=2, each=500_000)
     finished = time.time_ns() // 1_000_000
-    values = [v for p in paths for v in Path(p).read_text(encoding="ascii").split("\n")]
     assert len(values) == 1_000_000
     assert len(set(values)) == 1_000_000
     assert all(V7.fullmatch(v) for v in values)
@@ -152,15 +159,7 @@ def test_forked_children_never_reuse_the_random_bytes_their_parent_read_ahead(
     pool must discard it, or it would issue its parent's next IDs (with a frozen clock, the
     random bits are all that tells IDs apart)."""
     new_correlation_id()  # the parent's pool is now read part-way
-    context = multiprocessing.get_context("fork")
-    paths = [str(tmp_path / f"ids-{n}.txt") for n in range(3)]
-    workers = [context.Process(target=_generate_frozen, args=(600, p)) for p in paths]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(timeout=60)
-        assert worker.exitcode == 0
-    values = [v for p in paths for v in Path(p).read_text(encoding="ascii").split("\n")]
+    values = _ids_from_forked_children(tmp_path, _generate_frozen, children=3, each=600)
     parent = [new_correlation_id()[12:] for _ in range(600)]
     assert len(values) == 1800
     assert len({v[12:] for v in values} | set(parent)) == 2400
