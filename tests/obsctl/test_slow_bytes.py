@@ -234,3 +234,38 @@ def test_a_sealed_accumulator_reports_as_before() -> None:
         part.seal()
         merged.merge(part)
     assert merged.report().routes == whole.report().routes
+
+
+def test_the_real_writers_access_lines_are_read_from_their_bytes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The golden file is written by foundation's logger: the byte reader's assumptions (key
+    order, compact separators) hold for it, so only requests that may be among the slowest
+    reach the parser (a change in the writer would send every line there: slower, not wrong)."""
+    parsed: list[bool] = []
+    original = latency._LatencyWork._line
+
+    def spy(
+        self: latency._LatencyWork,
+        scan_: latency.LatencyScan,
+        raw: bytes,
+        source: str,
+        *,
+        counted: bool = False,
+    ) -> None:
+        parsed.append(counted)
+        original(self, scan_, raw, source, counted=counted)
+
+    monkeypatch.setattr(latency._LatencyWork, "_line", spy)
+    golden = Path(__file__).parents[1] / "data" / "golden.jsonl"
+    found = latency.collect_latency(
+        expand_paths([str(golden)], default_dir="x"),
+        limit=1,
+        since=None,
+        until=None,
+        route=None,
+        damage=Damage(),
+    )
+    assert found.access_lines == golden.read_bytes().count(b'"request finished"') > 3
+    assert parsed.count(False) == 0  # no access line refused by the byte reader
+    assert 1 <= parsed.count(True) < found.access_lines  # only possible slowest ones
