@@ -4,6 +4,7 @@ cores."""
 from __future__ import annotations
 
 import gzip
+import os
 from pathlib import Path
 
 import pytest
@@ -163,3 +164,40 @@ def test_byte_soup_files_never_break_a_scan(tmp_path: Path, pieces: list[bytes])
     assert intact <= report.total <= candidates
     assert len(records) <= sum(1 for raw in complete if CIDS[0].encode() in raw)
     assert len(tail) <= len(complete)
+
+
+def _pieces(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[scan.Task]:
+    """Six byte ranges of one file, to run on two processes whatever the machine's cores."""
+    _many_requests(tmp_path / "a.jsonl")
+    monkeypatch.setattr(scan, "MIN_PIECE_BYTES", 16 << 10)
+    monkeypatch.setattr(scan, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(scan, "_workers", lambda: 2)
+    tasks = scan.plan_tasks(expand_paths([str(tmp_path / "a.jsonl")], default_dir="x"))
+    assert len(tasks) > 3
+    return tasks
+
+
+def test_every_task_is_answered_once_by_this_process_and_a_forked_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tasks = _pieces(tmp_path, monkeypatch)
+    done: list[int] = []
+    answers = list(scan._run(tasks, lambda t: (t.index, os.getpid()), done.append))
+    assert sorted(index for index, _ in answers) == [t.index for t in tasks]
+    assert len({pid for _, pid in answers}) == 2
+    assert sorted(done) == sorted(t.size for t in tasks)  # progress: each task once
+
+
+def test_an_error_in_a_forked_task_is_raised_here(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tasks = _pieces(tmp_path, monkeypatch)
+    theirs = {t.index for t in scan._shares(tasks, 2)[1]}
+
+    def work(task: scan.Task) -> int:
+        if task.index in theirs:
+            raise ValueError(f"task {task.index}")
+        return task.index
+
+    with pytest.raises(ValueError, match="task"):
+        list(scan._run(tasks, work, None))
