@@ -236,7 +236,7 @@ def _while_sentry_active(hook: Callable[[str], None]) -> Callable[[str], None]:
     for every request: each request runs in a task of its own, whose context has no Sentry
     isolation scope yet, so ``get_isolation_scope()`` builds one (dozens of dicts, lists and
     deques). In-process benchmarks reuse one task and never see it; under uvicorn and wrk those
-    objects made the garbage collector run about eight times as often as for bare FastAPI, and
+    objects made the garbage collector run about ten times as often as for bare FastAPI, and
     its full collections cost more than the rest of the middleware. The check is per request,
     so a client initialised after ``setup`` gets the tag from then on. It reads the global
     scope, where ``sentry_sdk.init`` puts the client (``is_initialized()`` also walks two
