@@ -213,7 +213,10 @@ def _forked(
         for pid, read_end, _ in children:  # stopped early (an error, or the caller closed us)
             os.close(read_end)
             try:
-                os.kill(pid, signal.SIGTERM)
+                # SIGKILL, not SIGTERM: a child inherits the parent's handlers and its signal
+                # wakeup fd (obsctl serve's event loop), so a SIGTERM could be taken for the
+                # server's own; the child holds nothing that needs cleaning up.
+                os.kill(pid, signal.SIGKILL)
                 os.waitpid(pid, 0)
             except (ProcessLookupError, ChildProcessError):
                 pass

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import gzip
 import os
+import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -201,3 +203,39 @@ def test_an_error_in_a_forked_task_is_raised_here(
 
     with pytest.raises(ValueError, match="task"):
         list(scan._run(tasks, work, None))
+
+
+@pytest.mark.timeout(60)
+def test_a_caller_that_stops_early_leaves_no_child_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The children still working are killed and reaped, even one that ignores SIGTERM (a child
+    inherits the parent's handlers: obsctl serve's event loop would take a SIGTERM for its own)."""
+    tasks = _pieces(tmp_path, monkeypatch)
+    theirs = {t.index for t in scan._shares(tasks, 2)[1]}
+    parent = os.getpid()
+
+    ready = tmp_path / "child-ignores-sigterm"
+
+    def work(task: scan.Task) -> int:
+        if task.index in theirs:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            ready.touch()
+            time.sleep(120)
+        return os.getpid()
+
+    children_file = Path(f"/proc/{parent}/task/{parent}/children")
+    before = set(children_file.read_text().split())
+    answers = scan._run(tasks, work, None)
+    assert next(answers) == parent
+    ours = set(children_file.read_text().split()) - before
+    assert ours  # the forked share is still at work
+    for _ in range(200):  # at most 10 s for the child to reach its sleep
+        if ready.exists():
+            break
+        time.sleep(0.05)
+    assert ready.exists()
+    answers.close()
+    for pid in ours:
+        with pytest.raises(ChildProcessError):  # killed and reaped
+            os.waitpid(int(pid), os.WNOHANG)
