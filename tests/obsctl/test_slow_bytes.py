@@ -124,17 +124,28 @@ def _parser_answer(
     return answer, access_lines
 
 
-def _scanned(
-    path: Path, *, since: float | None, until: float | None, route: str | None
-) -> tuple[dict[str, tuple[int, float, float, float, float]], int]:
-    found = latency.collect_latency(
+def _collect(
+    path: Path,
+    *,
+    limit: int = 3,
+    since: float | None = None,
+    until: float | None = None,
+    route: str | None = None,
+) -> latency.LatencyScan:
+    return latency.collect_latency(
         expand_paths([str(path)], default_dir="x"),
-        limit=3,
+        limit=limit,
         since=since,
         until=until,
         route=route,
         damage=Damage(),
     )
+
+
+def _scanned(
+    path: Path, *, since: float | None, until: float | None, route: str | None
+) -> tuple[dict[str, tuple[int, float, float, float, float]], int]:
+    found = _collect(path, since=since, until=until, route=route)
     report = found.accumulator.report()
     rows = {r.route: (r.count, r.p50_ms, r.p95_ms, r.p99_ms, r.max_ms) for r in report.routes}
     return rows, found.access_lines
@@ -258,14 +269,7 @@ def test_the_real_writers_access_lines_are_read_from_their_bytes(
 
     monkeypatch.setattr(latency._LatencyWork, "_line", spy)
     golden = Path(__file__).parents[1] / "data" / "golden.jsonl"
-    found = latency.collect_latency(
-        expand_paths([str(golden)], default_dir="x"),
-        limit=1,
-        since=None,
-        until=None,
-        route=None,
-        damage=Damage(),
-    )
+    found = _collect(golden, limit=1)
     assert found.access_lines == golden.read_bytes().count(b'"request finished"') > 3
     assert parsed.count(False) == 0  # no access line refused by the byte reader
     assert 1 <= parsed.count(True) < found.access_lines  # only possible slowest ones
