@@ -36,11 +36,10 @@ from obsctl.readers.access import (
     MESSAGE_KEY,
     TAIL_PARTS,
     TAIL_SEPARATOR,
-    V1_START,
     route_of,
 )
 from obsctl.readers.fields import NO_MAP, FieldMap
-from obsctl.readers.parse import as_int, parse_records_checked, ts_to_epoch
+from obsctl.readers.parse import as_int, parse_records_checked, ts_to_epoch, v1_epoch
 from obsctl.readers.prefilter import ACCESS_NEEDLE
 from obsctl.sources.files import Buffer, Damage, LogFile, iter_blocks
 
@@ -183,7 +182,7 @@ class _LatencyWork:
                     self._line(scan, line, source)
                     continue
                 if windowed:
-                    epoch = _v1_epoch(line)
+                    epoch = v1_epoch(line)
                     if epoch is None:
                         self._line(scan, line, source)
                         continue
@@ -229,15 +228,6 @@ class _LatencyWork:
             scan.damage.line(reason, source)
         for record in records:
             _add(scan, record.data, record.epoch, counted=counted)
-
-
-def _v1_epoch(line: bytes) -> float | None:
-    """The time of a schema-v1 line (which starts ``{"ts":"``), None when unreadable here."""
-    close = line.find(b'"', len(V1_START))
-    ts = line[len(V1_START) : close]
-    if close < 0 or b"\\" in ts:
-        return None
-    return ts_to_epoch(ts.decode())
 
 
 def collect_latency(

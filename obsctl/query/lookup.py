@@ -26,7 +26,7 @@ from typing import BinaryIO
 from obsctl.analysis.idtime import MARGIN_S, Span, extensions, window_around
 from obsctl.query.scan import Progress, _lines_with, find_trace_records, searchable
 from obsctl.readers.fields import NO_MAP, FieldMap
-from obsctl.readers.parse import Record, parse_records_checked, ts_to_epoch
+from obsctl.readers.parse import Record, parse_records_checked, v1_epoch
 from obsctl.sources.archives import MemberIndex, member_index
 from obsctl.sources.files import Damage, LogFile, iter_blocks
 
@@ -67,8 +67,9 @@ def _names() -> tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str]]:
 def line_epoch(line: bytes, fields: FieldMap = NO_MAP) -> float | None:
     """Epoch seconds of one log line's record (foundation's lines without a full parse; any
     other shape obsctl reads through the parser)."""
-    if line.startswith(b'{"ts":"') and line[34:35] == b'"':
-        return ts_to_epoch(line[7:34].decode("ascii", "replace"))
+    epoch = v1_epoch(line)
+    if epoch is not None:
+        return epoch
     records, _ = parse_records_checked(line, fields=fields)
     return records[0].epoch if records else None
 

@@ -27,14 +27,12 @@ __all__ = [
     "MESSAGE_KEY",
     "TAIL_PARTS",
     "TAIL_SEPARATOR",
-    "V1_START",
     "route_of",
 ]
 
 TAIL_SEPARATOR = b',"'
 #: How many ``,"`` to split off the end: method, path, route, status, duration.
 TAIL_PARTS = 5
-V1_START = b'{"ts":"'
 MESSAGE_KEY = b'"message":'
 DURATION_KEY = b'duration_ms":'
 
