@@ -267,36 +267,36 @@ def _lines_with(
             pos = end + 1
         return
     if len(needles) == 1:
-        needle = needles[0]
-        pos = lo
-        while True:
-            hit = buf.find(needle, pos, hi)
-            if hit < 0:
-                return
-            start = buf.rfind(b"\n", lo, hit) + 1
-            end = buf.find(b"\n", hit, hi)
-            yield max(start, lo), end
-            pos = end + 1
+        yield from _lines_of_hits(buf, lo, hi, needles[0], ())
+        return
     spans: set[tuple[int, int]] = set()
     for prefix, group in _needle_groups(needles):
-        if len(group) == 1:
-            spans.update(_lines_with(buf, lo, hi, group))
-            continue
         # One pass for needles that differ only in their last byte (OTLP's eight error
         # severities: two passes instead of eight); a hit counts when one of them is there.
-        pos = lo
-        while True:
-            hit = buf.find(prefix, pos, hi)
-            if hit < 0:
-                break
-            if not any(buf.find(needle, hit, hit + len(needle)) == hit for needle in group):
-                pos = hit + 1
-                continue
-            start = buf.rfind(b"\n", lo, hit) + 1
-            end = buf.find(b"\n", hit, hi)
-            spans.add((max(start, lo), end))
-            pos = end + 1
+        if len(group) == 1:
+            spans.update(_lines_of_hits(buf, lo, hi, group[0], ()))
+        else:
+            spans.update(_lines_of_hits(buf, lo, hi, prefix, group))
     yield from sorted(spans)
+
+
+def _lines_of_hits(
+    buf: Searchable, lo: int, hi: int, prefix: bytes, group: Sequence[bytes]
+) -> Iterator[tuple[int, int]]:
+    """``(start, end)`` of each line of ``buf[lo:hi]`` holding ``prefix``, in order; with a
+    ``group``, only where one of its needles (which all start with ``prefix``) is at the hit."""
+    pos = lo
+    while True:
+        hit = buf.find(prefix, pos, hi)
+        if hit < 0:
+            return
+        if group and not any(buf.find(n, hit, hit + len(n)) == hit for n in group):
+            pos = hit + 1
+            continue
+        start = buf.rfind(b"\n", lo, hit) + 1
+        end = buf.find(b"\n", hit, hi)
+        yield max(start, lo), end
+        pos = end + 1
 
 
 def _needle_groups(needles: Sequence[bytes]) -> list[tuple[bytes, tuple[bytes, ...]]]:
