@@ -19,7 +19,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -51,7 +51,7 @@ class Run:
 
     rate: float
     cpu_us: float  # server CPU per request
-    gc_per_10k: list[float] | None = field(default=None)  # collections per generation
+    gc_per_10k: list[float] | None = None  # collections per generation
 
 
 @contextmanager
